@@ -359,7 +359,7 @@ class _Progress:
     def __len__(self): return len(self.it)
     def __iter__(self): return iter(tqdm(self.it, desc=self.desc, leave=False, dynamic_ncols=True))
 
-# %% ../nbs/00_core.ipynb #a42c4dc7
+# %% ../nbs/00_core.ipynb #f4d5ca64
 DETECTORS: dict[str, type[Detector]] = {}
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
@@ -398,4 +398,4 @@ def _import_detectors():
         except ModuleNotFoundError as e:
             if e.name != mod: raise
 
-_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn"]
+_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn"]  # later detectors add their modules here
