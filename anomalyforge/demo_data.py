@@ -287,7 +287,7 @@ def make_textures(root: str | os.PathLike | None = None, textures: Sequence[str]
         _write_json(folder / "sources.json", sources)
     return _cached_build(root, "textures", params, build, force)
 
-# %% ../nbs/01a_demo_data.ipynb #ea6b1823
+# %% ../nbs/01a_demo_data.ipynb #c9d1a7d0
 def show_samples(mvtec_root: str | os.PathLike, category: str, n: int = 4):
     "A figure: `n` train-good images, then `n` test images of each kind (good first) with mask outlines, of `category`."
     import matplotlib.pyplot as plt

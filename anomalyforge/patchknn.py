@@ -17,7 +17,7 @@ from .coreset import greedy_coreset, nearest_neighbors
 # %% auto #0
 __all__ = ['PatchKNNConfig', 'PatchKNN']
 
-# %% ../nbs/05_patchknn.ipynb #90e3fac5
+# %% ../nbs/05_patchknn.ipynb #926a9691
 @dataclass
 class PatchKNNConfig(DetectorConfig):
     "Settings of `PatchKNN`; defaults from PatchCore (Roth et al., 2022) with an offline EfficientNet-Lite0 backbone."
@@ -25,7 +25,7 @@ class PatchKNNConfig(DetectorConfig):
     layers: tuple[int, ...] = (2, 3)      # timm feature_info indices: mid-level stages (strides 8 and 16)
     weights: str = "pretrained"           # 'pretrained', 'random' or a local checkpoint path
     patch_size: int = 3                   # local neighbourhood averaged into each patch feature (paper: p = 3)
-    coreset_ratio: float = 0.1            # share of training patches kept in the memory bank (paper: 1 % to 25 %)
+    coreset_ratio: float = 0.01           # share of training patches kept (paper's PatchCore-1%: 99.0 vs 99.1 image AUROC at 10 %)
     projection_dim: int = 128             # random projection in which the coreset is chosen (paper: d* = 128)
     num_neighbors: int = 9                # bank neighbours for the image-score reweighting (paper: b = 9)
     blur_sigma: float = 4.0               # Gaussian smoothing of the upsampled anomaly map (paper: sigma = 4)
