@@ -1,0 +1,44 @@
+# anomalyforge. Two commands do all set-up on a fresh machine (README):
+#   make demo   the main job: fit + evaluate on the embedded demo data (runs/demo), then build the docs site (_docs/)
+#   make test   every test: all notebooks (nbdev_test) and pytest (CLI, bad input, export, docs site in Chromium)
+# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make clean
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY := .venv/bin/python
+STAMP := .venv/.installed-$(shell md5sum pyproject.toml | cut -c1-8)
+
+.PHONY: install demo docs test nbs bench browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	rm -f .venv/.installed-*; touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	.venv/bin/anomalyforge demo --out runs/demo
+	$(MAKE) --no-print-directory docs
+
+docs: $(STAMP)
+	$(PY) -m anomalyforge.docsite build --workers 0
+	$(PY) -m anomalyforge.docsite readme --workers 0
+
+# headless Chromium for the docs-site test (Debian packages; needs root, as on CI)
+browser:
+	@if ! command -v chromium >/dev/null || ! test -x /usr/bin/chromedriver; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+
+test: $(STAMP) browser
+	.venv/bin/nbdev_test --n_workers 2 --timing
+	$(PY) -m pytest tests -q
+
+nbs: $(STAMP)
+	$(PY) -m anomalyforge.docsite execute $$(ls nbs/[0-8]*.ipynb nbs/index.ipynb nbs/tutorials/*.ipynb)
+
+bench: $(STAMP)
+	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
+	$(PY) -m anomalyforge.docsite execute nbs/90_benchmarks.ipynb --timeout 3000
+
+clean:
+	rm -rf _docs _proc runs
