@@ -125,12 +125,13 @@ def create_timm_model(name: str, weights: str | os.PathLike = "pretrained", **kw
     except (OSError, RuntimeError, ValueError) as e:
         raise WeightsUnavailableError(_weights_help(f"timm model '{name}'", name) + f" [{type(e).__name__}: {str(e)[:200]}]") from e
 
-# %% ../nbs/03_backbones.ipynb #ab4c9c2d
+# %% ../nbs/03_backbones.ipynb #b633f758
 class FeatureExtractor(nn.Module):
     "A frozen timm backbone: raw images (N, 3, H, W) in [0, 1] in, feature maps of `layers` [(N, C_i, H/s_i, W/s_i)] out."
     def __init__(self, name: str = "efficientnet_lite0", layers: tuple[int, ...] = (2, 3), weights: str | os.PathLike = "pretrained"):
         super().__init__()
         self.name, self.layers = name, tuple(int(l) for l in layers)
+        if not self.layers: raise ValueError(f"layers must name at least one feature layer of {name}")
         try: self.model = create_timm_model(name, weights, features_only=True, out_indices=self.layers)
         except (AssertionError, IndexError) as e:
             info = timm.create_model(name, pretrained=False, features_only=True).feature_info

@@ -39,7 +39,7 @@ def parse_overrides(detector: str, pairs: list[str]) -> dict:
         except ValueError as e: raise ValueError(f"--set {key}: {e}") from None
     return out
 
-# %% ../nbs/08_cli.ipynb #4d173837
+# %% ../nbs/08_cli.ipynb #90972af9
 def _cmd_list(args) -> int:
     for name in list_detectors():
         cfg = get_detector_class(name).config_class()
@@ -49,9 +49,10 @@ def _cmd_list(args) -> int:
 def _cmd_fit(args) -> int:
     from anomalyforge.data import mvtec_dataset
     over = parse_overrides(args.detector, args.set)
-    if args.image_size: over["image_size"] = args.image_size
+    if args.image_size is not None: over["image_size"] = args.image_size
+    cfg = get_detector_class(args.detector).config_class(**over)            # checks the settings before any work
+    train = mvtec_dataset(args.data, args.category, "train", cfg.image_size).check()   # and the data before the backbone loads
     det = create_detector(args.detector, **over)
-    train = mvtec_dataset(args.data, args.category, "train", det.config.image_size).check()
     det.fit(train)
     path = det.save(args.out)
     print(f"fitted {args.detector} on {len(train)} normal images of {args.category}; saved {path}")

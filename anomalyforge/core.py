@@ -182,7 +182,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
 
-# %% ../nbs/00_core.ipynb #d58ec52c
+# %% ../nbs/00_core.ipynb #a9e450ec
 @dataclass
 class DetectorConfig:
     "Settings every detector has; each detector's config subclasses this with its paper's defaults."
@@ -190,6 +190,10 @@ class DetectorConfig:
     batch_size: int = 16
     device: str = "auto"
     seed: int = 0
+
+    def __post_init__(self):
+        if self.image_size < 1: raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
+        if self.batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 def _config_from_dict(cls, d: dict):
     "Rebuild config `cls` from JSON-decoded `d` (lists back to tuples); unknown keys are an error."

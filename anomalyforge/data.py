@@ -112,7 +112,7 @@ class AnomalyDataset(Dataset):
         counts = "" if lab is None else f", {int((lab == 0).sum())} normal / {int((lab == 1).sum())} anomalous"
         return f"AnomalyDataset({self.name!r}, n={len(self)}{counts}, size={self.image_size}, masks={self.has_masks})"
 
-# %% ../nbs/01_data.ipynb #2720fe31
+# %% ../nbs/01_data.ipynb #874847ec
 _NORMAL_DIRS = ("good", "ok")
 
 def _images_in(folder: Path) -> list[Path]:
@@ -128,6 +128,7 @@ def _find_mask(gt_dir: Path, stem: str) -> Path | None:
 def mvtec_categories(root: str | Path) -> list[str]:
     "Categories (subfolders with a `train` or `test` folder) of the MVTec-layout dataset at `root`."
     root = Path(root)
+    if root.is_file(): raise DataError(f"{root} is a file, not a dataset folder")
     if not root.is_dir(): raise DataError(f"dataset folder {root} does not exist")
     cats = sorted(p.name for p in root.iterdir() if p.is_dir() and ((p / "train").is_dir() or (p / "test").is_dir()))
     if not cats: raise DataError(f"{root} is not in MVTec layout: no CATEGORY/train or CATEGORY/test folders in it")

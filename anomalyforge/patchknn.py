@@ -17,7 +17,7 @@ from .coreset import greedy_coreset, nearest_neighbors
 # %% auto #0
 __all__ = ['PatchKNNConfig', 'PatchKNN']
 
-# %% ../nbs/05_patchknn.ipynb #926a9691
+# %% ../nbs/05_patchknn.ipynb #f7fc948b
 @dataclass
 class PatchKNNConfig(DetectorConfig):
     "Settings of `PatchKNN`; defaults from PatchCore (Roth et al., 2022) with an offline EfficientNet-Lite0 backbone."
@@ -26,11 +26,15 @@ class PatchKNNConfig(DetectorConfig):
     weights: str = "pretrained"           # 'pretrained', 'random' or a local checkpoint path
     patch_size: int = 3                   # local neighbourhood averaged into each patch feature (paper: p = 3)
     coreset_ratio: float = 0.01           # share of training patches kept (paper's PatchCore-1%: 99.0 vs 99.1 image AUROC at 10 %)
-    projection_dim: int = 128             # random projection in which the coreset is chosen (paper: d* = 128)
+    projection_dim: int = 128             # random projection in which the coreset is chosen (paper: d* = 128; 0: none)
     num_neighbors: int = 9                # bank neighbours for the image-score reweighting (paper: b = 9)
     blur_sigma: float = 4.0               # Gaussian smoothing of the upsampled anomaly map (paper: sigma = 4)
 
     def __post_init__(self):
+        super().__post_init__()
+        if not self.layers: raise ValueError("layers must name at least one backbone feature layer, e.g. (2, 3)")
+        if self.blur_sigma < 0: raise ValueError(f"blur_sigma must be >= 0 (0 turns smoothing off), got {self.blur_sigma}")
+        if self.projection_dim < 0: raise ValueError(f"projection_dim must be >= 0 (0 chooses the coreset without projection), got {self.projection_dim}")
         if not 0 < self.coreset_ratio <= 1: raise ValueError(f"coreset_ratio must lie in (0, 1], got {self.coreset_ratio}")
         if self.patch_size < 1 or self.patch_size % 2 == 0: raise ValueError(f"patch_size must be odd and positive, got {self.patch_size}")
         if self.num_neighbors < 1: raise ValueError(f"num_neighbors must be at least 1, got {self.num_neighbors}")

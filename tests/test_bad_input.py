@@ -1,0 +1,265 @@
+"""The Python API on bad input: each case is a clear error of the right anomalyforge.core class, with a message
+that names the problem; what can be converted (grayscale, RGBA) is converted; files are written atomically."""
+import shutil, time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+import anomalyforge.backbones as backbones
+import anomalyforge.core as core
+from anomalyforge.core import (AnomalyforgeError, CheckpointError, DataError, Detector, DetectorConfig, NotFittedError,
+                               WeightsUnavailableError, create_detector, load_detector, register_detector)
+from anomalyforge.data import AnomalyDataset, load_image, mvtec_dataset
+from anomalyforge.patchknn import PatchKNN
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def fitted(textures):
+    "PatchKNN (offline EfficientNet-Lite0) fitted on the brick training images at 64 px."
+    return create_detector("patchknn", image_size=SIZE).fit(mvtec_dataset(textures, "brick", "train", SIZE), progress=False)
+
+
+@pytest.fixture(scope="module")
+def ckpt(fitted, tmp_path_factory):
+    return fitted.save(tmp_path_factory.mktemp("ckpt") / "brick.safetensors")
+
+
+def _brick_crops(n: int, size: int = 48, seed: int = 0) -> list[np.ndarray]:
+    "`n` real grayscale crops (size, size) uint8 of scikit-image's brick photograph."
+    src, rng = skimage.data.brick(), np.random.default_rng(seed)
+    ys, xs = rng.integers(0, src.shape[0] - size, n), rng.integers(0, src.shape[1] - size, n)
+    return [src[y:y + size, x:x + size].copy() for y, x in zip(ys, xs)]
+
+
+# -- folders and files -------------------------------------------------------------------------
+
+def test_dataset_path_missing(tmp_path):
+    with pytest.raises(DataError, match="does not exist") as e: mvtec_dataset(tmp_path / "no_such_dataset", "brick")
+    assert "no_such_dataset" in str(e.value)
+
+
+def test_not_mvtec_layout(textures, tmp_path):
+    shutil.copytree(textures / "brick" / "train" / "good", tmp_path / "flat")
+    with pytest.raises(DataError, match="not in MVTec layout") as e: mvtec_dataset(tmp_path / "flat", "good")
+    assert "CATEGORY/train" in str(e.value)
+
+
+def test_unknown_category_lists_the_ones_there(textures):
+    with pytest.raises(DataError, match="no category 'tile'.*categories: brick"): mvtec_dataset(textures, "tile")
+
+
+def test_non_image_and_corrupt_files(tmp_path):
+    (tmp_path / "notes.png").write_text("a text file with an image's name")
+    Image.fromarray(_brick_crops(1)[0]).save(tmp_path / "ok.png")
+    raw = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="is not an image file") as e: load_image(tmp_path / "notes.png")
+    assert "notes.png" in str(e.value)
+    with pytest.raises(DataError, match="corrupt or truncated") as e: load_image(tmp_path / "cut.png")
+    assert "cut.png" in str(e.value)
+    assert load_image(tmp_path / "ok.png").mode == "RGB"
+
+
+def test_corrupt_training_image_stops_fit(textures, tmp_path):
+    "A garbage .png among the training images: `check()` lists it, and fitting without the check names it too."
+    shutil.copytree(textures / "brick", tmp_path / "brick")
+    (tmp_path / "brick" / "train" / "good" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50)
+    (tmp_path / "brick" / "train" / "good" / "README.txt").write_text("not an image extension: ignored")
+    train = mvtec_dataset(tmp_path, "brick", "train", SIZE)
+    assert len(train) == 21 and train.samples[-1].path.name == "zz_broken.png"
+    with pytest.raises(DataError, match=r"1 unreadable file\(s\).*zz_broken.png"): train.check()
+    with pytest.raises(DataError, match="zz_broken.png"): create_detector("patchknn", image_size=SIZE).fit(train, progress=False)
+
+
+def test_grayscale_and_rgba_images_are_converted(tmp_path):
+    "A category whose images are grayscale PNGs and RGBA PNGs: fit and predict work and see 3-channel images."
+    crops, cat = _brick_crops(16), tmp_path / "mixed"
+    def save(img, rel, mode):
+        p = cat / rel; p.parent.mkdir(parents=True, exist_ok=True)
+        arr = img if mode == "L" else np.dstack([img, img // 2, 255 - img, np.full_like(img, 90)])  # RGBA, alpha mostly transparent
+        Image.fromarray(arr).save(p)
+        return p
+    modes = ["L", "RGBA"] * 8
+    for i in range(12): save(crops[i], f"train/good/{i:03d}.png", modes[i])
+    for i in range(12, 14): save(crops[i], f"test/good/{i:03d}.png", modes[i])
+    for i in range(14, 16):
+        img = crops[i].copy(); img[10:20, 5:40] = 255
+        save(img, f"test/crack/{i:03d}.png", modes[i])
+        m = np.zeros_like(img); m[10:20, 5:40] = 255
+        save(m, f"ground_truth/crack/{i:03d}_mask.png", "L")
+    with Image.open(cat / "train/good/000.png") as a, Image.open(cat / "train/good/001.png") as b: assert (a.mode, b.mode) == ("L", "RGBA")
+
+    train, test = mvtec_dataset(tmp_path, "mixed", "train", SIZE), mvtec_dataset(tmp_path, "mixed", "test", SIZE)
+    gray, rgba = train[0]["image"], train[1]["image"]
+    assert gray.shape == rgba.shape == (3, SIZE, SIZE)
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])      # gray repeated into RGB
+    assert not torch.equal(rgba[0], rgba[2])                                      # RGBA keeps its colours, drops alpha
+    det = create_detector("patchknn", image_size=SIZE).fit(train, progress=False)
+    res = det.predict(test)
+    assert res.maps.shape == (4, SIZE, SIZE) and torch.isfinite(res.scores).all() and torch.isfinite(res.maps).all()
+    assert res.labels.tolist() == [0, 0, 1, 1] and res.masks[2:].any()
+    # tensors too: a 1-channel and a 4-channel batch are accepted as they are
+    x = torch.stack([test[i]["image"] for i in range(4)])
+    assert torch.allclose(det.predict(x[:, :1]).scores, det.predict(x[:, :1].expand(-1, 3, -1, -1)).scores)
+    assert torch.allclose(det.predict(torch.cat([x, torch.rand(4, 1, SIZE, SIZE)], 1)).scores, res.scores, atol=1e-5)
+
+
+def test_image_smaller_than_the_backbone_needs(fitted):
+    with pytest.raises(DataError, match=r"12x12 are smaller than efficientnet_lite0 layer 3 needs \(at least 16x16\)") as e:
+        fitted.predict(torch.rand(1, 3, 12, 12))
+    assert "use larger images" in str(e.value)
+
+
+def test_empty_training_set(tmp_path):
+    (tmp_path / "empty" / "train" / "good").mkdir(parents=True)
+    (tmp_path / "empty" / "test" / "good").mkdir(parents=True)
+    with pytest.raises(DataError, match="training set is empty") as e: mvtec_dataset(tmp_path, "empty", "train")
+    assert "train/good" in str(e.value)
+    with pytest.raises(DataError, match="empty"): create_detector("patchknn", image_size=SIZE).fit(AnomalyDataset([]), progress=False)
+
+
+def test_fit_on_test_split_is_refused(textures):
+    det = create_detector("patchknn", image_size=SIZE)
+    with pytest.raises(DataError, match="12 of the 18 training images are labelled anomalous: pass the train split"):
+        det.fit(mvtec_dataset(textures, "brick", "test", SIZE), progress=False)
+    assert not bool(det.fitted)
+
+
+@pytest.mark.parametrize("size", [0, -5])
+def test_config_refuses_nonpositive_image_size(size):
+    with pytest.raises(ValueError, match="image_size"): create_detector("patchknn", image_size=size)
+
+
+def test_config_refuses_empty_layers():
+    with pytest.raises(ValueError, match="layers"): create_detector("patchknn", layers=())
+
+
+def test_predict_before_fit():
+    with pytest.raises(NotFittedError, match="not fitted: call fit\\(\\) or load\\(\\) first"):
+        PatchKNN(image_size=SIZE).predict(torch.rand(1, 3, SIZE, SIZE))
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+@dataclass
+class _TinyConfig(DetectorConfig):
+    image_size: int = 16
+
+
+class _TinyDetector(Detector):
+    "A throwaway detector: the mean training image, distance to it as the map."
+    name, config_class, dynamic_buffers = "tiny-throwaway", _TinyConfig, ("mean",)
+    def __init__(self, config=None, **kw):
+        super().__init__(config, **kw)
+        self.register_buffer("mean", torch.zeros(0))
+    def _fit(self, batches): self.mean = torch.cat([b["image"] for b in batches]).mean(0)
+    def _predict(self, x):
+        maps = (x - self.mean).abs().mean(1)
+        return core.AnomalyResult(maps.flatten(1).amax(1), maps)
+
+
+@pytest.fixture
+def tiny_registered():
+    register_detector(_TinyDetector)
+    yield _TinyDetector
+    core.DETECTORS.pop(_TinyDetector.name, None)
+
+
+def test_checkpoint_of_another_detector(tiny_registered, tmp_path):
+    path = tiny_registered(device="cpu").fit(torch.rand(4, 3, 16, 16), progress=False).save(tmp_path / "tiny.safetensors")
+    assert type(load_detector(path)) is _TinyDetector                      # a good checkpoint of its own kind
+    with pytest.raises(CheckpointError, match="holds a 'tiny-throwaway' detector, not 'patchknn'") as e: PatchKNN.load(path)
+    assert "tiny.safetensors" in str(e.value)
+
+
+def test_checkpoint_of_another_config(ckpt):
+    det = create_detector("patchknn", image_size=SIZE, layers=(1, 2))
+    with pytest.raises(CheckpointError, match=r"another config \(layers: checkpoint \(2, 3\) vs detector \(1, 2\)\)"):
+        det.load_weights(ckpt)
+    assert not bool(det.fitted)
+
+
+def test_truncated_checkpoint(ckpt, tmp_path):
+    data = ckpt.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint") as e: load_detector(cut)
+    assert "cut.safetensors" in str(e.value)
+    with pytest.raises(CheckpointError, match="does not exist"): load_detector(tmp_path / "gone.safetensors")
+
+
+def test_checkpoint_round_trip_still_works(fitted, ckpt):
+    "The control for the cases above: the same file, whole, loads and predicts as the fitted detector."
+    x = torch.rand(2, 3, SIZE, SIZE)
+    assert torch.allclose(load_detector(ckpt).predict(x).scores, fitted.predict(x).scores, atol=1e-6)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(fitted, tmp_path, monkeypatch):
+    path = fitted.save(tmp_path / "model.safetensors")
+    good = path.read_bytes()
+    written = []
+    def write_half_then_fail(tensors, filename, metadata=None):
+        Path(filename).write_bytes(good[: len(good) // 2])
+        written.append(Path(filename))
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(core, "save_file", write_half_then_fail)
+    with pytest.raises(OSError, match="No space left"): fitted.save(path)
+    with pytest.raises(OSError, match="No space left"): fitted.save(tmp_path / "new.safetensors")
+    monkeypatch.undo()
+    assert len(written) == 2 and written[0].parent == tmp_path and written[0] != path   # it did write, elsewhere
+    assert path.read_bytes() == good, "the previous checkpoint was damaged by a failed save"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"], "a failed save left files behind"
+    x = torch.rand(1, 3, SIZE, SIZE)
+    assert torch.allclose(load_detector(path).predict(x).scores, fitted.predict(x).scores, atol=1e-6)
+
+
+# -- pretrained weights offline ----------------------------------------------------------------
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    "As on a machine without internet and without a Hugging Face cache."
+    monkeypatch.setattr(backbones, "hub_reachable", lambda timeout=2.0: False)
+    import huggingface_hub.constants
+    (tmp_path / "empty-hf-cache").mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.delenv("ANOMALYFORGE_WEIGHTS", raising=False)
+
+
+def _how_to_supply(msg: str, name: str) -> list[str]:
+    "The ways to supply weights that `msg` fails to mention."
+    ways = [f"weights='/path/to/{name}.safetensors'", "$ANOMALYFORGE_WEIGHTS", "HF_HOME=", "weights='random'"]
+    return [w for w in ways if w not in msg]
+
+
+def test_timm_weights_unavailable_offline(offline, record_property):
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as e: backbones.create_timm_model("resnet18", weights="pretrained")
+    took = time.perf_counter() - t0
+    record_property("seconds_to_fail", round(took, 2))
+    msg = str(e.value)
+    assert "timm model 'resnet18'" in msg and "are not on this machine" in msg, f"after {took:.1f} s: {msg}"
+    assert not _how_to_supply(msg, "resnet18"), f"after {took:.1f} s, the message lacks {_how_to_supply(msg, 'resnet18')}: {msg}"
+
+
+def test_clip_weights_unavailable_offline(offline, record_property):
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as e: backbones.ClipBackbone("ViT-B-16", pretrained="openai")
+    took = time.perf_counter() - t0
+    record_property("seconds_to_fail", round(took, 2))
+    msg = str(e.value)
+    assert "OpenCLIP ViT-B-16 (openai)" in msg and "are not on this machine" in msg, f"after {took:.1f} s: {msg}"
+    assert not _how_to_supply(msg, "ViT-B-16"), f"after {took:.1f} s, the message lacks {_how_to_supply(msg, 'ViT-B-16')}: {msg}"
+
+
+def test_every_error_is_an_anomalyforge_error():
+    "Callers can catch one class; each also is the built-in kind a caller would expect."
+    for cls, builtin in ((DataError, ValueError), (CheckpointError, ValueError), (WeightsUnavailableError, RuntimeError),
+                         (NotFittedError, RuntimeError)):
+        assert issubclass(cls, AnomalyforgeError) and issubclass(cls, builtin), cls
