@@ -237,7 +237,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     meta = dict(meta, config=json.loads(meta["config"]))
     return meta, tensors
 
-# %% ../nbs/00_core.ipynb #22ac1a9c
+# %% ../nbs/00_core.ipynb #b5d24da3
 class Detector(nn.Module):
     "Base of every detector: `fit` on normal images, `predict` an `AnomalyResult`, `save`/`load` a checkpoint."
     name: ClassVar[str] = ""
@@ -274,6 +274,7 @@ class Detector(nn.Module):
                                 "training images are labelled anomalous: pass the train split")
         seed_everything(self.config.seed)
         self.to(self.device)
+        self._progress = progress   # detectors with inner loops of their own (coreset, epochs) show bars only if asked
         self._fit(batches if not progress else _Progress(batches, f"fit {self.name}"))
         self.fitted.fill_(True)
         return self

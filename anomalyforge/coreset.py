@@ -64,9 +64,9 @@ def greedy_coreset(features: torch.Tensor, n: int, projection_dim: int | None = 
     bar.close()
     return chosen
 
-# %% ../nbs/04_coreset.ipynb #a08927a4
+# %% ../nbs/04_coreset.ipynb #58bde25c
 def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1,
-                      max_elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
+                      max_elements: int = 2**20) -> tuple[torch.Tensor, torch.Tensor]:
     "Euclidean distances (Q, k) and indices (Q, k) of the `k` nearest `bank` (M, D) rows to each of `queries` (Q, D)."
     if bank.ndim != 2 or queries.ndim != 2 or bank.shape[1] != queries.shape[1]:
         raise DataError(f"queries {tuple(queries.shape)} and bank {tuple(bank.shape)} must be (Q, D) and (M, D) with the same D")
@@ -76,7 +76,7 @@ def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1,
     dists, idxs = [], []
     for s in range(0, len(queries), step):
         q = queries[s:s + step]
-        d2 = torch.addmm(bank_sq[None] + (q * q).sum(1, keepdim=True), q, bank.T, alpha=-2).clamp_min_(0)
-        d, i = (d2.min(1, keepdim=True) if k == 1 else d2.topk(k, dim=1, largest=False))
-        dists.append(d.sqrt()); idxs.append(i)
+        part = torch.addmm(bank_sq[None], q, bank.T, alpha=-2)          # |m|^2 - 2 q.m
+        d, i = (part.min(1, keepdim=True) if k == 1 else part.topk(k, dim=1, largest=False))
+        dists.append((d + (q * q).sum(1, keepdim=True)).clamp_min_(0).sqrt()); idxs.append(i)
     return torch.cat(dists), torch.cat(idxs)

@@ -110,7 +110,14 @@ def _directives(source: str) -> tuple[dict[str, str], str]:
         lines.pop(0)
     return opts, "\n".join(lines)
 
-# %% ../nbs/09_docsite.ipynb #1a00e6a9
+# %% ../nbs/09_docsite.ipynb #bd8d032c
+_re_pandoc_link = re.compile(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}')
+
+def _pandoc_links(md: str) -> str:
+    "Markdown `md` with Pandoc-attributed links `[text](url){k=\"v\" ...}` rewritten as HTML `<a>` tags."
+    return _re_pandoc_link.sub(lambda m: f'<a href="{m[2]}" {m[3].strip()}>{m[1]}</a>', md)
+
+# %% ../nbs/09_docsite.ipynb #c0283102
 _ASIS_MIMES = ("text/markdown", "text/html", "text/plain")
 
 def _asis_markdown(outputs) -> str:
@@ -121,7 +128,7 @@ def _asis_markdown(outputs) -> str:
         elif o.output_type in ("execute_result", "display_data"):
             mime = next((m for m in _ASIS_MIMES if m in o.data), None)
             if mime: parts.append(o.data[mime])
-    return "\n\n".join(parts)
+    return _pandoc_links("\n\n".join(parts))
 
 _CELL_KEYS = {"id", "cell_type", "metadata", "source", "outputs", "execution_count", "attachments"}
 
