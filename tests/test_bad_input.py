@@ -238,24 +238,18 @@ def _how_to_supply(msg: str, name: str) -> list[str]:
     return [w for w in ways if w not in msg]
 
 
-def test_timm_weights_unavailable_offline(offline, record_property):
+@pytest.mark.parametrize("build, what, name", [
+    (lambda: backbones.create_timm_model("resnet18", weights="pretrained"), "timm model 'resnet18'", "resnet18"),
+    (lambda: backbones.ClipBackbone("ViT-B-16", pretrained="openai"), "OpenCLIP ViT-B-16 (openai)", "ViT-B-16"),
+], ids=["timm", "open_clip"])
+def test_weights_unavailable_offline(offline, record_property, build, what, name):
     t0 = time.perf_counter()
-    with pytest.raises(WeightsUnavailableError) as e: backbones.create_timm_model("resnet18", weights="pretrained")
+    with pytest.raises(WeightsUnavailableError) as e: build()
     took = time.perf_counter() - t0
     record_property("seconds_to_fail", round(took, 2))
     msg = str(e.value)
-    assert "timm model 'resnet18'" in msg and "are not on this machine" in msg, f"after {took:.1f} s: {msg}"
-    assert not _how_to_supply(msg, "resnet18"), f"after {took:.1f} s, the message lacks {_how_to_supply(msg, 'resnet18')}: {msg}"
-
-
-def test_clip_weights_unavailable_offline(offline, record_property):
-    t0 = time.perf_counter()
-    with pytest.raises(WeightsUnavailableError) as e: backbones.ClipBackbone("ViT-B-16", pretrained="openai")
-    took = time.perf_counter() - t0
-    record_property("seconds_to_fail", round(took, 2))
-    msg = str(e.value)
-    assert "OpenCLIP ViT-B-16 (openai)" in msg and "are not on this machine" in msg, f"after {took:.1f} s: {msg}"
-    assert not _how_to_supply(msg, "ViT-B-16"), f"after {took:.1f} s, the message lacks {_how_to_supply(msg, 'ViT-B-16')}: {msg}"
+    assert what in msg and "are not on this machine" in msg, f"after {took:.1f} s: {msg}"
+    assert not _how_to_supply(msg, name), f"after {took:.1f} s, the message lacks {_how_to_supply(msg, name)}: {msg}"
 
 
 def test_every_error_is_an_anomalyforge_error():
