@@ -237,7 +237,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     meta = dict(meta, config=json.loads(meta["config"]))
     return meta, tensors
 
-# %% ../nbs/00_core.ipynb #b5d24da3
+# %% ../nbs/00_core.ipynb #04486043
 class Detector(nn.Module):
     "Base of every detector: `fit` on normal images, `predict` an `AnomalyResult`, `save`/`load` a checkpoint."
     name: ClassVar[str] = ""
@@ -333,7 +333,7 @@ class Detector(nn.Module):
         diff = {f.name: (getattr(theirs, f.name), getattr(self.config, f.name)) for f in fields(theirs)
                 if f.name not in ("device", "batch_size") and getattr(theirs, f.name) != getattr(self.config, f.name)}
         if diff:
-            txt = ", ".join(f"{k}: checkpoint {a!r} vs detector {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
+            txt = ", ".join(f"{k}: checkpoint {a!r} vs detector {b!r}" for k, (a, b) in diff.items())
             raise CheckpointError(f"{path} was saved with another config ({txt})")
         self._load_tensors(tensors, path)
         return self
@@ -345,8 +345,10 @@ class Detector(nn.Module):
         missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
         wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
         if missing or unexpected or wrong:
-            parts = [f"{len(v)} {w} (e.g. {v[0]}{' ' + str(tuple(tensors[v[0]].shape)) + ' vs ' + str(tuple(own[v[0]].shape)) if w == 'with other shapes' else ''})"
-                     for w, v in (("missing", missing), ("unexpected", unexpected), ("with other shapes", wrong)) if v]
+            parts = []
+            if missing: parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+            if unexpected: parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+            if wrong: parts.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]} {tuple(tensors[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
             raise CheckpointError(f"{path} does not fit this {self.name} detector: tensors " + "; ".join(parts))
         self.load_state_dict(tensors)
 
