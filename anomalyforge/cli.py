@@ -39,7 +39,7 @@ def parse_overrides(detector: str, pairs: list[str]) -> dict:
         except ValueError as e: raise ValueError(f"--set {key}: {e}") from None
     return out
 
-# %% ../nbs/08_cli.ipynb #90972af9
+# %% ../nbs/08_cli.ipynb #71c44872
 def _cmd_list(args) -> int:
     for name in list_detectors():
         cfg = get_detector_class(name).config_class()
@@ -73,8 +73,8 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 def _images_from(paths: list[str], image_size: int):
-    from anomalyforge.data import AnomalyDataset, Sample, image_folder, _images_in
     from anomalyforge.core import DataError
+    from anomalyforge.data import AnomalyDataset, Sample, image_folder
     samples = []
     for p in map(Path, paths):
         if p.is_dir(): samples += image_folder(p, image_size).samples

@@ -164,7 +164,15 @@ def mvtec_dataset(root: str | Path, category: str, split: str = "train", image_s
     samples, has_masks = mvtec_samples(root, category, split)
     return AnomalyDataset(samples, image_size, has_masks, name=f"{Path(root).name}/{category}/{split}")
 
-# %% ../nbs/01_data.ipynb #6492fbae
+# %% ../nbs/01_data.ipynb #3f3425e6
+def _folder_images(folder) -> tuple[Path, list[Path]]:
+    "`folder` as a Path and its image files; a `DataError` if it is missing or holds no images."
+    folder = Path(folder)
+    if not folder.is_dir(): raise DataError(f"image folder {folder} does not exist")
+    imgs = _images_in(folder)
+    if not imgs: raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return folder, imgs
+
 def folder_dataset(normal: str | Path | None = None, anomalous: str | Path | None = None,
                    masks: str | Path | None = None, image_size: int = 256) -> AnomalyDataset:
     "A labelled dataset from a folder of normal and/or a folder of anomalous images (masks matched by file stem)."
@@ -172,10 +180,7 @@ def folder_dataset(normal: str | Path | None = None, anomalous: str | Path | Non
     samples = []
     for folder, label in ((normal, 0), (anomalous, 1)):
         if folder is None: continue
-        folder = Path(folder)
-        if not folder.is_dir(): raise DataError(f"image folder {folder} does not exist")
-        imgs = _images_in(folder)
-        if not imgs: raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        folder, imgs = _folder_images(folder)
         for p in imgs:
             m = None
             if masks is not None and label == 1:
@@ -186,10 +191,7 @@ def folder_dataset(normal: str | Path | None = None, anomalous: str | Path | Non
 
 def image_folder(folder: str | Path, image_size: int = 256) -> AnomalyDataset:
     "The images in `folder` (unlabelled), for scoring."
-    folder = Path(folder)
-    if not folder.is_dir(): raise DataError(f"image folder {folder} does not exist")
-    imgs = _images_in(folder)
-    if not imgs: raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    folder, imgs = _folder_images(folder)
     return AnomalyDataset([Sample(p) for p in imgs], image_size, name=folder.name)
 
 # %% ../nbs/01_data.ipynb #f3d78f09

@@ -89,7 +89,7 @@ def write_report(rows: list[dict | Evaluation], out_dir: str | Path, figures: di
         with atomic_write(out / f"{name}.png") as tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return out
 
-# %% ../nbs/06_evaluation.ipynb #b54c9434
+# %% ../nbs/06_evaluation.ipynb #07e26dd9
 def _demo_roots(root, quick: bool = False):
     "Builders of the demo datasets (cached); `quick`: small versions, for tests."
     from anomalyforge.demo_data import make_digits, make_surfaces, make_textures
@@ -108,7 +108,7 @@ DEMO_SUITE = {  # group -> (image_size, how to summarise the categories)
 def run_demo(out_dir: str | Path = "runs/demo", detector: str = "patchknn", root: str | Path | None = None,
              quick: bool = False, progress: bool = True, **config) -> list[dict]:
     "Fit and evaluate `detector` on every embedded demo dataset; write table, figures and JSON to `out_dir`; return the rows."
-    matplotlib.use("Agg") if not _in_notebook() else None
+    if not _in_notebook(): matplotlib.use("Agg")   # figures go to files; no window
     rows, figures, summary = [], {}, []
     for group, make in _demo_roots(root, quick).items():
         mvtec_root, (size, mean_name) = make(), DEMO_SUITE[group]
