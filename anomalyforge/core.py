@@ -366,7 +366,7 @@ class _Progress:
     def __len__(self): return len(self.it)
     def __iter__(self): return iter(tqdm(self.it, desc=self.desc, leave=False, dynamic_ncols=True))
 
-# %% ../nbs/00_core.ipynb #049bb67e
+# %% ../nbs/00_core.ipynb #dec2cd09
 DETECTORS: dict[str, type[Detector]] = {}
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
@@ -405,4 +405,4 @@ def _import_detectors():
         except ModuleNotFoundError as e:
             if e.name != mod: raise
 
-_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn", "anomalyforge.fastflow"]  # later detectors add their modules here
+_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn", "anomalyforge.fastflow", "anomalyforge.contrastive_flow"]  # later detectors add their modules here
