@@ -1,13 +1,14 @@
 # anomalyforge. Two commands do all set-up on a fresh machine (README):
 #   make demo   the main job: fit + evaluate on the embedded demo data (runs/demo), then build the docs site (_docs/)
 #   make test   every test: all notebooks (nbdev_test) and pytest (CLI, bad input, export, docs site in Chromium)
-# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make clean
+# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make bench-flows | make clean
+#   make bench-flows DATA=/path/to/mvtec CATEGORY=bottle,cable   adds an MVTec-layout folder to the flow benchmark
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell md5sum pyproject.toml | cut -c1-8)
 
-.PHONY: install demo docs test nbs bench browser clean
+.PHONY: install demo docs test nbs bench bench-flows browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -36,9 +37,14 @@ test: $(STAMP) browser
 nbs: $(STAMP)
 	$(PY) -m anomalyforge.docsite execute $$(ls nbs/[0-8]*.ipynb nbs/index.ipynb nbs/tutorials/*.ipynb)
 
+# benchmarks against anomalib (installed from the `bench` extra); each executes its notebook and stores the outputs
 bench: $(STAMP)
 	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
 	$(PY) -m anomalyforge.docsite execute nbs/90_benchmarks.ipynb --timeout 3000
+
+bench-flows: $(STAMP)
+	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
+	BENCH_DATA="$(DATA)" BENCH_CATEGORY="$(CATEGORY)" $(PY) -m anomalyforge.docsite execute nbs/91_flow_benchmarks.ipynb --timeout 6000
 
 clean:
 	rm -rf _docs _proc runs

@@ -27,7 +27,7 @@ def mask_weights(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     "Share (N, h, w) in [0, 1] of each cell of a `size` grid that boolean `masks` (N, H, W) cover."
     return F.adaptive_avg_pool2d(masks[:, None].float(), tuple(size))[:, 0]
 
-# %% ../nbs/12_contrastive_flow.ipynb #29afd001
+# %% ../nbs/12_contrastive_flow.ipynb #78333c30
 def _split_means(e: torch.Tensor, w: torch.Tensor):
     "Per image: mean normal energy (N,), total anomalous weight (N,) and whether the image has both kinds of position."
     normal = (w == 0).float()
@@ -39,7 +39,7 @@ def margin_loss(e: torch.Tensor, w: torch.Tensor, margin: float = 1.0) -> torch.
     "Weighted mean over anomalous positions of relu(margin + mean normal energy of the image - energy)."
     mean_normal, n_anom, ok = _split_means(e, w)
     if not ok.any(): return e.sum() * 0
-    hinge = F.relu(margin + mean_normal[:, None, None].detach() - e) * w
+    hinge = F.relu(margin + mean_normal[:, None, None] - e) * w
     return hinge.flatten(1).sum(1)[ok].sum() / n_anom[ok].sum()
 
 # %% ../nbs/12_contrastive_flow.ipynb #dd7bff3b
@@ -61,13 +61,13 @@ def repel_loss(z_syn: torch.Tensor, z_clean: torch.Tensor, w: torch.Tensor) -> t
     cos = F.cosine_similarity(z_syn, z_clean.detach(), dim=1)              # (N, h, w)
     return (F.relu(cos) * w).sum() / n_anom.sum()
 
-# %% ../nbs/12_contrastive_flow.ipynb #9dae3545
+# %% ../nbs/12_contrastive_flow.ipynb #ec651bc0
 CONTRASTS = ("margin", "infonce", "repel")
 
 @dataclass
 class ContrastiveFlowConfig(FastFlowConfig):
     "Settings of `ContrastiveFlow`: FastFlow's, plus the synthetic anomalies and the contrastive term (after CL-Flow, Wang et al., 2023)."
-    contrast: str = "margin"                  # 'margin', 'infonce' or 'repel'
+    contrast: str = "margin"                  # 'margin', 'infonce' or 'repel' (the ablation below chose margin)
     contrast_weight: float = 1.0              # weight of the contrastive term against the likelihood loss
     margin: float = 1.0                       # margin (nats) of 'margin'
     tau: float = 0.5                          # temperature of 'infonce'
@@ -97,7 +97,7 @@ class _ContrastiveData(_TrainingData):
         "Pool rows of one synthetic version of each normal image in `idx`, drawn at random."
         return idx * self.per_image + torch.randint(self.per_image, (len(idx),), generator=self.gen)
 
-# %% ../nbs/12_contrastive_flow.ipynb #9ab9b8dd
+# %% ../nbs/12_contrastive_flow.ipynb #3cf0bbf8
 @register_detector
 class ContrastiveFlow(FastFlow):
     "FastFlow trained with synthetic anomalies and a contrastive term (after CL-Flow, Wang et al., 2023); inference is FastFlow's."
@@ -122,22 +122,31 @@ class ContrastiveFlow(FastFlow):
     def _gather(self, batches) -> _ContrastiveData:
         c = self.config
         images, feats = _collect(self, batches, c.feature_cache_gb)
+        used = c.feature_cache_gb if feats is None else sum(f.numel() * f.element_size() for f in feats) / 1e9
         syn, masks = self._synthesize(images)
-        _, syn_feats = _collect(self, [{"image": b} for b in syn.split(c.batch_size)], c.feature_cache_gb)
+        _, syn_feats = _collect(self, [{"image": b} for b in syn.split(c.batch_size)], c.feature_cache_gb - used)
         return _ContrastiveData(images, feats, syn, masks, syn_feats, c.synthetic_per_image, c.seed)
 
-    def _batch_loss(self, data: _ContrastiveData, idx: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        clean = self.flows(data.features(self, idx))
-        loss = flow_loss(clean)
-        if c.contrast_weight == 0: return loss
-        rows = data.synthetic_for(idx)
-        syn = self.flows(data.syn.features(self, rows))
-        masks = data.masks[rows].to(self.device)
-        terms = []
-        for (z, _), (zc, _) in zip(syn, clean):
+    def _contrast(self, syn: list, clean_latents: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+        "The contrastive term, averaged over scales, of flow outputs `syn` of synthetic images with defect `masks` (N, H, W)."
+        c, terms = self.config, []
+        for (z, _), zc in zip(syn, clean_latents):
             w = mask_weights(masks, z.shape[-2:])
             if c.contrast == "margin": terms.append(margin_loss(position_energy(z), w, c.margin))
             elif c.contrast == "infonce": terms.append(infonce_loss(position_energy(z), w, c.tau))
             else: terms.append(repel_loss(z, zc, w))
-        return loss + c.contrast_weight * torch.stack(terms).mean()
+        return torch.stack(terms).mean()
+
+    def _train_step(self, data: _ContrastiveData, idx: torch.Tensor, epoch: int) -> float:
+        c = self.config
+        clean = self.flows(data.features(self, idx))
+        nll = flow_loss(clean)
+        self._check_finite(nll, epoch)
+        nll.backward()                                  # frees the clean graph before the synthetic one is built
+        if c.contrast_weight == 0: return nll.item()
+        clean_latents = [z.detach() for z, _ in clean]; del clean
+        rows = data.synthetic_for(idx)
+        term = c.contrast_weight * self._contrast(self.flows(data.syn.features(self, rows)), clean_latents, data.masks[rows].to(self.device))
+        self._check_finite(term, epoch)
+        term.backward()
+        return nll.item() + term.item()

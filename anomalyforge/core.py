@@ -167,7 +167,12 @@ def image_batches(data, batch_size: int = 16, num_workers: int = 0) -> DataLoade
         return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     raise DataError(f"expected images as a tensor, a Dataset or a DataLoader, got {type(data).__name__}")
 
-# %% ../nbs/00_core.ipynb #2570a9bd
+# %% ../nbs/00_core.ipynb #7b1b60af
+def _umask() -> int:
+    "The process's file-creation mask (read by setting it and setting it back)."
+    mask = os.umask(0o22); os.umask(mask)
+    return mask
+
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     "Yield a temporary path beside `path`; on success rename it onto `path` (atomic), on error delete it."
@@ -178,6 +183,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())   # mkstemp makes 0600 files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -237,7 +243,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     meta = dict(meta, config=json.loads(meta["config"]))
     return meta, tensors
 
-# %% ../nbs/00_core.ipynb #04486043
+# %% ../nbs/00_core.ipynb #97fea10e
 class Detector(nn.Module):
     "Base of every detector: `fit` on normal images, `predict` an `AnomalyResult`, `save`/`load` a checkpoint."
     name: ClassVar[str] = ""
@@ -283,7 +289,7 @@ class Detector(nn.Module):
     def predict(self, data, progress: bool = False) -> AnomalyResult:
         "Score images: a tensor (N, 3, H, W) in [0, 1] or (C, H, W), a Dataset or a DataLoader; maps come at input size."
         if not bool(self.fitted): raise NotFittedError(f"this {self.name or type(self).__name__} detector is not fitted: call fit() or load() first")
-        self.eval().to(self.device)
+        self._ready_for_inference()
         if isinstance(data, (torch.Tensor, np.ndarray)): return self._predict_checked(as_image_batch(data))
         parts = []
         for b in (_Progress(image_batches(data, self.config.batch_size), f"predict {self.name}") if progress
@@ -293,6 +299,13 @@ class Detector(nn.Module):
             r.masks = None if b.get("mask") is None else b["mask"].bool()
             parts.append(AnomalyResult(r.scores, r.maps, r.labels, r.masks, r.paths))
         return AnomalyResult.cat(parts)
+
+    def _ready_for_inference(self) -> None:
+        "Eval mode on `self.device`, touching modules only when needed: `Module.to` walks every submodule (ms per call)."
+        if any(m.training for m in self.modules()): self.eval()
+        dev = self.device
+        if any(t.device.type != dev.type or (dev.index is not None and t.device.index != dev.index)
+               for t in (*self.parameters(), *self.buffers())): self.to(dev)
 
     def _predict_checked(self, x: torch.Tensor) -> AnomalyResult:
         r = self._predict(x.to(self.device))
@@ -366,7 +379,7 @@ class _Progress:
     def __len__(self): return len(self.it)
     def __iter__(self): return iter(tqdm(self.it, desc=self.desc, leave=False, dynamic_ncols=True))
 
-# %% ../nbs/00_core.ipynb #dec2cd09
+# %% ../nbs/00_core.ipynb #fbe6d2f1
 DETECTORS: dict[str, type[Detector]] = {}
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
@@ -405,4 +418,4 @@ def _import_detectors():
         except ModuleNotFoundError as e:
             if e.name != mod: raise
 
-_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn", "anomalyforge.fastflow", "anomalyforge.contrastive_flow"]  # later detectors add their modules here
+_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn", "anomalyforge.fastflow", "anomalyforge.contrastive_flow", "anomalyforge.clip"]  # later detectors add their modules here

@@ -168,7 +168,7 @@ def _collect(det: Detector, batches, budget_gb: float) -> tuple[torch.Tensor, li
     cached = None if feats is None else [torch.cat(parts) for parts in zip(*feats)]
     return torch.cat(images), cached
 
-# %% ../nbs/11_fastflow.ipynb #90fccd6a
+# %% ../nbs/11_fastflow.ipynb #ccd0fedf
 @register_detector
 class FastFlow(Detector):
     "FastFlow (Yu et al., 2021): 2D normalizing flows on frozen multi-scale backbone features; map = 1 - likelihood."
@@ -201,7 +201,20 @@ class FastFlow(Detector):
         return _TrainingData(*_collect(self, batches, self.config.feature_cache_gb))
 
     def _batch_loss(self, data: _TrainingData, idx: torch.Tensor) -> torch.Tensor:
+        "Negative log-likelihood (nats/dim) of the images `idx`: the training objective here, the validation loss always."
         return flow_loss(self.flows(data.features(self, idx)))
+
+    def _train_step(self, data: _TrainingData, idx: torch.Tensor, epoch: int) -> float:
+        "Backpropagate the training objective of the batch `idx`; returns its value."
+        loss = self._batch_loss(data, idx)
+        self._check_finite(loss, epoch)
+        loss.backward()
+        return loss.item()
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int) -> None:
+        if not torch.isfinite(loss):
+            raise AnomalyforgeError(f"{self.name} training diverged at epoch {epoch + 1} (loss {loss.item()}): "
+                                    f"lower lr (now {self.config.lr}) or clamp (now {self.config.clamp})")
 
     def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -229,12 +242,9 @@ class FastFlow(Detector):
             self.flows.train()
             losses = []
             for idx in train_idx[torch.randperm(len(train_idx), generator=gen)].split(c.batch_size):
-                loss = self._batch_loss(data, idx)
-                if not torch.isfinite(loss):
-                    raise AnomalyforgeError(f"{self.name} training diverged at epoch {epoch + 1} (loss {loss.item()}): "
-                                            f"lower lr (now {c.lr}) or clamp (now {c.clamp})")
-                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-                losses.append(loss.item())
+                opt.zero_grad(set_to_none=True)
+                losses.append(self._train_step(data, idx, epoch))
+                opt.step()
             self.flows.eval()
             with torch.no_grad():
                 val = float(np.mean([self._batch_loss(data, idx).item() for idx in val_idx.split(c.batch_size)])) if len(val_idx) else math.nan

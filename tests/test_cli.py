@@ -136,6 +136,21 @@ def test_predict_prints_csv_without_out(user_env, fitted, textures):
     assert np.isfinite(float(rows[1][1]))
 
 
+@pytest.mark.parametrize("name", ["fastflow", "contrastive_flow"])
+def test_fit_and_predict_flows(user_env, textures, tmp_path, name):
+    "The flows from the shell: settings through --set, a checkpoint that predicts."
+    ckpt = tmp_path / f"{name}.safetensors"
+    proc = ok(run(user_env, "fit", name, "--data", textures, "--category", "brick", "--out", ckpt, "--image-size", 64,
+                  "--set", "epochs=3", "--set", "feature_cache_gb=0.5"))
+    assert f"fitted {name} on 20 normal images of brick" in proc.stdout, proc.stdout
+    from anomalyforge.core import read_checkpoint
+    meta, _ = read_checkpoint(ckpt)
+    assert meta["detector"] == name and meta["config"]["epochs"] == 3 and meta["config"]["feature_cache_gb"] == 0.5
+    img = textures / "brick" / "test" / "good" / "000.png"
+    rows = list(csv.reader(io.StringIO(ok(run(user_env, "predict", ckpt, img)).stdout)))
+    assert rows[0] == ["path", "score"] and 0 <= float(rows[1][1]) <= 1, rows
+
+
 # -- the demo ----------------------------------------------------------------------------------
 
 def test_demo_quick(demo_run, private_dirs):

@@ -116,7 +116,7 @@ def test_quickstart_slider_switches_frames(site, base_url, browser):
     assert _external_requests(browser, base_url) == []
 
 
-@pytest.mark.parametrize("page", ["index.html", "core.html"])
+@pytest.mark.parametrize("page", ["index.html", "core.html", "synthesis.html", "contrastive_flow.html", "clip.html"])
 def test_pages_render_with_sidebar(site, base_url, browser, page):
     severe = _open(browser, site, base_url, page)
     _check_sidebar(browser)
