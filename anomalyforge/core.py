@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError', 'NotFittedError',
            'seed_everything', 'resolve_device', 'as_image_batch', 'AnomalyResult', 'image_batches', 'atomic_write',
-           'DetectorConfig', 'building_from_checkpoint', 'read_checkpoint', 'Detector', 'register_detector',
+           'DetectorConfig', 'building_from_checkpoint', 'read_checkpoint', 'Detector', 'Registry', 'register_detector',
            'get_detector_class', 'list_detectors', 'create_detector', 'load_detector']
 
 # %% ../nbs/00_core.ipynb #4ed20854
@@ -379,23 +379,38 @@ class _Progress:
     def __len__(self): return len(self.it)
     def __iter__(self): return iter(tqdm(self.it, desc=self.desc, leave=False, dynamic_ncols=True))
 
-# %% ../nbs/00_core.ipynb #fbe6d2f1
-DETECTORS: dict[str, type[Detector]] = {}
+# %% ../nbs/00_core.ipynb #6adbef6d
+class Registry(dict):
+    "Classes by their `name` attribute; `kind` ('detector', 'synthesizer', ...) names them in errors."
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def register(self, cls: type) -> type:
+        "Class decorator: add `cls` under its `name`."
+        if not cls.name: raise ValueError(f"{cls.__name__} needs a non-empty `name` to be registered")
+        self[cls.name] = cls
+        return cls
+
+    def get_class(self, name: str) -> type:
+        "The class registered as `name`; a KeyError with a did-you-mean hint when there is none."
+        if name not in self:
+            close = difflib.get_close_matches(name, list(self), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise KeyError(f"no {self.kind} named '{name}'{hint}; registered: {', '.join(sorted(self))}")
+        return self[name]
+
+# %% ../nbs/00_core.ipynb #9c62fd8e
+DETECTORS: Registry = Registry("detector")
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
     "Class decorator: make `cls` available by its `name` to `create_detector`, `load_detector` and the CLI."
-    if not cls.name: raise ValueError(f"{cls.__name__} needs a non-empty `name` to be registered")
-    DETECTORS[cls.name] = cls
-    return cls
+    return DETECTORS.register(cls)
 
 def get_detector_class(name: str) -> type[Detector]:
     "The detector class registered as `name`, with a did-you-mean hint when there is none."
     _import_detectors()
-    if name not in DETECTORS:
-        close = difflib.get_close_matches(name, list(DETECTORS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise KeyError(f"no detector named '{name}'{hint}; registered: {', '.join(sorted(DETECTORS))}")
-    return DETECTORS[name]
+    return DETECTORS.get_class(name)
 
 def list_detectors() -> list[str]:
     "Names of all registered detectors."
