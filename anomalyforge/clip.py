@@ -124,7 +124,7 @@ class ClipFewShotConfig(ClipConfig):
         super().__post_init__()
         if not 0 <= self.zero_shot_weight <= 1: raise ValueError(f"zero_shot_weight must lie in [0, 1], got {self.zero_shot_weight}")
 
-# %% ../nbs/13_clip.ipynb #94061f32
+# %% ../nbs/13_clip.ipynb #2371b12d
 @register_detector
 class ClipZeroShot(Detector):
     "CLIP zero-shot detector: image score and patch maps from normal-vs-anomalous prompt similarity; nothing to fit."
@@ -144,6 +144,10 @@ class ClipZeroShot(Detector):
         key = (prompts or self.config.prompts, object_name or self.config.object_name)
         if key not in self._text_cache: self._text_cache[key] = class_embeddings(self.backbone, *key)
         return self._text_cache[key].to(self.device)
+
+    def reloadable_prefixes(self) -> tuple[str, ...]:
+        "The CLIP weights are left out of checkpoints when `pretrained` names a tag or file that can load them again."
+        return () if self.config.pretrained == "random" else ("backbone.",)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         self._text_cache.clear()                       # new weights: text embeddings must be encoded again
