@@ -248,7 +248,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     meta = dict(meta, config=json.loads(meta["config"]), external=json.loads(meta.get("external") or "{}"))
     return meta, tensors
 
-# %% ../nbs/00_core.ipynb #8814308a
+# %% ../nbs/00_core.ipynb #7e28a19c
 class Detector(nn.Module):
     "Base of every detector: `fit` on normal images, `predict` an `AnomalyResult`, `save`/`load` a checkpoint."
     name: ClassVar[str] = ""
@@ -351,13 +351,13 @@ class Detector(nn.Module):
         return det
 
     def load_weights(self, path: str | os.PathLike) -> Detector:
-        "Fill this detector from checkpoint `path`, which must come from the same detector and config."
+        "Fill this detector from checkpoint `path`, which must come from the same detector and config (fields with compare=False aside)."
         meta, tensors = read_checkpoint(path)
         if meta["detector"] != self.name:
             raise CheckpointError(f"{path} holds a '{meta['detector']}' detector, not '{self.name}'")
         theirs = _config_from_dict(self.config_class, meta["config"])
         diff = {f.name: (getattr(theirs, f.name), getattr(self.config, f.name)) for f in fields(theirs)
-                if f.name not in ("device", "batch_size") and getattr(theirs, f.name) != getattr(self.config, f.name)}
+                if f.compare and f.name not in ("device", "batch_size") and getattr(theirs, f.name) != getattr(self.config, f.name)}
         if diff:
             txt = ", ".join(f"{k}: checkpoint {a!r} vs detector {b!r}" for k, (a, b) in diff.items())
             raise CheckpointError(f"{path} was saved with another config ({txt})")
