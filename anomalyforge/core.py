@@ -421,7 +421,7 @@ class Registry(dict):
             raise KeyError(f"no {self.kind} named '{name}'{hint}; registered: {', '.join(sorted(self))}")
         return self[name]
 
-# %% ../nbs/00_core.ipynb #9c62fd8e
+# %% ../nbs/00_core.ipynb #8900a13f
 DETECTORS: Registry = Registry("detector")
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
@@ -454,4 +454,4 @@ def _import_detectors():
         except ModuleNotFoundError as e:
             if e.name != mod: raise
 
-_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn", "anomalyforge.fastflow", "anomalyforge.contrastive_flow", "anomalyforge.clip"]  # later detectors add their modules here
+_BUILTIN_DETECTOR_MODULES = ["anomalyforge.patchknn", "anomalyforge.fastflow", "anomalyforge.contrastive_flow", "anomalyforge.clip", "anomalyforge.inctrl"]  # later detectors add their modules here

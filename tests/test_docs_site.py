@@ -90,24 +90,47 @@ def _check_sidebar(browser):
     assert browser.find_element("css selector", "header.af-title-block h1").text.strip()
 
 
-def test_quickstart_slider_switches_frames(site, base_url, browser):
-    from selenium.webdriver.common.keys import Keys
+def _output_area(element):
+    "The notebook output area that holds `element` (a widget part)."
+    return element.find_element("xpath", "ancestor::div[contains(@class, 'jp-OutputArea-output')][1]")
+
+
+def _changes_shown(browser, area, before, timeout=5) -> bool:
+    "Whether what `area` shows differs from `before` within `timeout` seconds."
     from selenium.webdriver.support.ui import WebDriverWait
+    try: WebDriverWait(browser, timeout).until(lambda d: d.execute_script(SHOWN_JS, area) != before)
+    except Exception: return False
+    return True
+
+
+def _slider_switches(browser, slider) -> bool:
+    "Whether stepping `slider` with the arrow keys changes what its output area shows."
+    from selenium.webdriver.common.keys import Keys
+    area, handle = _output_area(slider), slider.find_element("css selector", ".noUi-handle")
+    before = browser.execute_script(SHOWN_JS, area)
+    handle.click()
+    for key in (Keys.ARROW_RIGHT, Keys.ARROW_LEFT, Keys.ARROW_LEFT):   # one step, or back if it was at the end
+        handle.send_keys(key)
+        if _changes_shown(browser, area, before): return True
+    return False
+
+
+def _dropdown_switches(browser, select) -> bool:
+    "Whether picking another option of the `select` element changes what its output area shows."
+    from selenium.webdriver.support.ui import Select
+    area, menu = _output_area(select), Select(select)
+    if len(menu.options) < 2: return False
+    before = browser.execute_script(SHOWN_JS, area)
+    menu.select_by_index(1 if menu.first_selected_option.get_attribute("index") == "0" else 0)
+    return _changes_shown(browser, area, before)
+
+
+def test_quickstart_slider_switches_frames(site, base_url, browser):
     severe = _open(browser, site, base_url, "tutorials/quickstart.html", wait_for=".jupyter-widgets .widget-slider")
     _check_sidebar(browser)
     sliders = browser.find_elements("css selector", ".jupyter-widgets .widget-slider")
     assert sliders, "the Quickstart page shows no slider widget"
-    switched = []
-    for slider in sliders:
-        area = slider.find_element("xpath", "ancestor::div[contains(@class, 'jp-OutputArea-output')][1]")
-        handle = slider.find_element("css selector", ".noUi-handle")
-        before = browser.execute_script(SHOWN_JS, area)
-        handle.click()
-        for key in (Keys.ARROW_RIGHT, Keys.ARROW_LEFT, Keys.ARROW_LEFT):   # one step, or back if it was at the end
-            handle.send_keys(key)
-            try: WebDriverWait(browser, 5).until(lambda d: d.execute_script(SHOWN_JS, area) != before)
-            except Exception: continue
-            switched.append(slider); break
+    switched = [s for s in sliders if _slider_switches(browser, s)]
     assert switched, "no slider on the Quickstart page changes what is shown: link it to the frames on the client (jslink)"
     os.makedirs(site / "_screenshots", exist_ok=True)
     browser.save_screenshot(str(site / "_screenshots" / "quickstart.png"))
@@ -116,11 +139,30 @@ def test_quickstart_slider_switches_frames(site, base_url, browser):
     assert _external_requests(browser, base_url) == []
 
 
-@pytest.mark.parametrize("page", ["index.html", "core.html", "synthesis.html", "contrastive_flow.html", "clip.html"])
+# pages whose map explorer (threshold slider + image dropdown) must render and respond without a kernel
+EXPLORER_PAGES = {"clip.html", "inctrl.html"}
+
+
+def _check_explorer(browser, page):
+    "The page's map explorer renders a slider and an image dropdown, and both change the frames shown."
+    from selenium.webdriver.support.ui import WebDriverWait
+    try: WebDriverWait(browser, 30).until(lambda d: d.find_elements("css selector", ".jupyter-widgets .widget-slider"))
+    except Exception: pass   # widgets render after the page loads; if none comes, the assert below says so
+    sliders = browser.find_elements("css selector", ".jupyter-widgets .widget-slider")
+    selects = browser.find_elements("css selector", ".jupyter-widgets .widget-dropdown select")
+    assert sliders and selects, f"{page} shows no map explorer (slider: {len(sliders)}, dropdown: {len(selects)})"
+    assert any(_slider_switches(browser, s) for s in sliders), f"no slider on {page} changes what is shown"
+    assert any(_dropdown_switches(browser, s) for s in selects), f"no dropdown on {page} changes the image shown"
+
+
+@pytest.mark.parametrize("page", ["index.html", "core.html", "synthesis.html", "contrastive_flow.html", "clip.html", "inctrl.html"])
 def test_pages_render_with_sidebar(site, base_url, browser, page):
     severe = _open(browser, site, base_url, page)
     _check_sidebar(browser)
     assert browser.find_elements("css selector", ".jp-Cell"), f"{page} shows no notebook cells"
+    if page in EXPLORER_PAGES:
+        _check_explorer(browser, page)
+        severe += [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
     assert severe == [], severe
     assert _external_requests(browser, base_url) == []
     if page == "core.html":   # show_doc output is rendered, with the lowercase anchors nbdev's doc links use
