@@ -402,20 +402,23 @@ class InCTRL(ClipZeroShot):
         self.config.trained_on = pool.description
         return self
 
-# %% ../nbs/14_inctrl.ipynb #cd29e2c3
-def _thumb(image: torch.Tensor, amap: torch.Tensor | None, vmin: float, vmax: float, size: int, caption: str) -> str:
-    "HTML of one image (3, H, W), with `amap` (H, W) coloured over it if given, `size` px wide, captioned."
+# %% ../nbs/14_inctrl.ipynb #a5fcfbfa
+def _strip(images: list[np.ndarray], size: int) -> str:
+    "One JPEG (as an HTML img) of RGB uint8 `images` (H, W, 3) side by side, each `size` px wide: one file per frame keeps pages small."
+    from PIL import Image
     from anomalyforge.synthesis import _jpeg
-    from anomalyforge.widgets import overlay_frame
-    rgb = overlay_frame(image, amap, vmin, vmax) if amap is not None else (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    src = "data:image/jpeg;base64," + base64.b64encode(_jpeg(rgb, 85)).decode()
-    return (f'<div style="display:inline-block;text-align:center;margin:2px"><img src="{src}" width="{size}" height="{size}"/>'
-            f'<div style="font-size:11px">{caption}</div></div>')
+    tiles = [np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images]
+    src = "data:image/jpeg;base64," + base64.b64encode(_jpeg(np.concatenate(tiles, 1), 80)).decode()
+    return f'<img src="{src}" width="{size * len(tiles)}" height="{size}"/>'
+
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 def residual_explorer(det: InCTRL, queries, prompt_pool, ks: tuple[int, ...] | None = None, draws: int = 2,
                       size: int = 128, seed: int = 0, names: list[str] | None = None):
     "Pick a query and a prompt set of k normal images: per-block residual maps, their mean, the prompts and the scores."
     import ipywidgets as widgets
+    from anomalyforge.widgets import overlay_frame
     x, pool_x = as_image_batch(queries), as_image_batch(prompt_pool)
     ks = tuple(ks or (det.config.shots,))
     if min(ks) < det.config.shots: raise DataError(f"this detector was trained with k={det.config.shots}; ks must be at least that, got {ks}")
@@ -432,24 +435,28 @@ def residual_explorer(det: InCTRL, queries, prompt_pool, ks: tuple[int, ...] | N
     vmax = max(o.layer_maps.max().item() for o in outs)
     slider = widgets.SelectionSlider(options=[(f"k={k} #{d + 1}", i) for i, (k, d, _) in enumerate(sets)], index=0,
                                      description="prompts", continuous_update=True, layout=widgets.Layout(width="420px"))
+    legend = " · ".join(["mean residual", *(f"block {l}" for l in outs[0].layers)])
     pages, links = [], []
     for q in range(len(x)):
         frames = []
-        for (k, d, idx), o in zip(sets, outs):
+        for o in outs:
             s = o.scores
-            caption = (f"final {s.score[q]:.3f} · holistic {torch.sigmoid(s.holistic_logit[q]):.3f} · "
+            caption = (f"{legend}<br/>final score {s.score[q]:.3f} · holistic {torch.sigmoid(s.holistic_logit[q]):.3f} · "
                        f"image residual {torch.sigmoid(s.image_logit[q]):.3f} · text prior {s.text_score[q]:.3f}")
-            row1 = _thumb(x[q], o.maps[q], 0, vmax, size, "mean residual") + "".join(
-                _thumb(x[q], o.layer_maps[q, b], 0, vmax, size, f"block {l}") for b, l in enumerate(o.layers))
-            row2 = "".join(_thumb(pool_x[i], None, 0, 1, size // 2, f"prompt {i}") for i in idx)
-            frames.append(widgets.HTML(f'<div>{row1}</div><div style="font-size:12px">{caption}</div><div>{row2}</div>'))
+            maps = [o.maps[q], *o.layer_maps[q]]
+            frames.append(widgets.HTML(f'<div>{_strip([overlay_frame(x[q], m, 0, vmax) for m in maps], size)}'
+                                       f'<div style="font-size:12px">{caption}</div></div>'))
         stack = widgets.Stack(frames, selected_index=0)
         links.append(widgets.jslink((slider, "index"), (stack, "selected_index")))
         pages.append(stack)
+    prompt_rows = [widgets.HTML(f'<div style="font-size:12px">the {k} prompts of this set</div>{_strip([_rgb(pool_x[i]) for i in idx], size // 2)}')
+                   for k, _, idx in sets]
+    prompts = widgets.Stack(prompt_rows, selected_index=0)
+    links.append(widgets.jslink((slider, "index"), (prompts, "selected_index")))
     labels = names or [f"query {q}" for q in range(len(x))]
     picker = widgets.Dropdown(options=[(n, i) for i, n in enumerate(labels)], index=0, description="query", layout=widgets.Layout(width="420px"))
     page_stack = widgets.Stack(pages, selected_index=0)
     links.append(widgets.jslink((picker, "index"), (page_stack, "selected_index")))
-    box = widgets.VBox([picker, slider, page_stack])
+    box = widgets.VBox([picker, slider, page_stack, prompts])
     box._links = links
     return box
