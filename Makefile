@@ -30,8 +30,9 @@ browser:
 	@if ! command -v chromium >/dev/null || ! test -x /usr/bin/chromedriver; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
 
+# one torch thread per notebook worker: two workers with two threads each on two cores made small-op loops (InCTRL's heads) many times slower
 test: $(STAMP) browser
-	.venv/bin/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 .venv/bin/nbdev_test --n_workers 2 --timing
 	$(PY) -m pytest tests -q
 
 nbs: $(STAMP)
