@@ -218,7 +218,7 @@ class InCTRLOutput:
     scores: InCTRLScores
     layers: tuple[int, ...]
 
-# %% ../nbs/14_inctrl.ipynb #fec1743c
+# %% ../nbs/14_inctrl.ipynb #0f2661e6
 @register_detector
 class InCTRL(ClipZeroShot):
     "InCTRL (Zhu & Pang, 2024): residuals of a query to k normal sample prompts, scored by heads trained once on auxiliary data."
@@ -260,20 +260,23 @@ class InCTRL(ClipZeroShot):
         self._ready_for_inference()
         with torch.no_grad():
             f = self.backbone.encode_image(x.to(self.device))
-            layer = patch_residuals(f.patch_tokens, list(self.support_tokens))          # (N, B, L)
-            s = self._scores(layer.mean(1), f.embedding, self.prompt_embeddings, self.text_scores(f.embedding))
+            layer, s = self._evidence(f)
         size = x.shape[-2:]
         layer_maps = patch_map(layer.flatten(0, 1), f.grid, size).view(len(x), layer.shape[1], *size)
         return InCTRLOutput(layer_maps.cpu(), layer_maps.mean(1).cpu(), InCTRLScores(*(v.cpu() for v in vars(s).values())),
                             self.backbone.layers)
 
+    def _evidence(self, features: ClipImageFeatures) -> tuple[torch.Tensor, InCTRLScores]:
+        "Per-block residuals (N, B, L) of encoded queries against the prompts, and the scores they lead to."
+        layer = patch_residuals([t.to(self.device) for t in features.patch_tokens], list(self.support_tokens))
+        emb = features.embedding.to(self.device)
+        return layer, self._scores(layer.mean(1), emb, self.prompt_embeddings, self.text_scores(emb))
+
     @torch.no_grad()
     def score_features(self, features: ClipImageFeatures, size: tuple[int, int]) -> AnomalyResult:
         "Scores and residual maps at `size` of queries already encoded (`encode`): reuses CLIP features across prompt sets."
-        patch = patch_residuals([t.to(self.device) for t in features.patch_tokens], list(self.support_tokens)).mean(1)
-        emb = features.embedding.to(self.device)
-        s = self._scores(patch, emb, self.prompt_embeddings, self.text_scores(emb))
-        return AnomalyResult(s.score.cpu(), patch_map(patch, features.grid, size).cpu())
+        layer, s = self._evidence(features)
+        return AnomalyResult(s.score.cpu(), patch_map(layer.mean(1), features.grid, size).cpu())
 
     def _predict(self, images: torch.Tensor) -> AnomalyResult:
         return self.score_features(self.backbone.encode_image(images), images.shape[-2:])
@@ -290,18 +293,12 @@ class InCTRL(ClipZeroShot):
         return self
 
     def _fit(self, batches) -> None:
-        toks, embs, size = [], [], None
-        for b in batches:
-            x = b["image"]
-            if size is not None and tuple(x.shape[-2:]) != size: raise DataError(f"prompt images differ in size: {size} and {tuple(x.shape[-2:])}")
-            size = tuple(x.shape[-2:])
-            f = self.backbone.encode_image(x.to(self.device))
-            toks.append(f.patch_tokens); embs.append(f.embedding)
-        m = sum(len(e) for e in embs)
+        f, size = self._encode_batches(batches)          # batches come from one tensor or one Dataset: one image size
+        m = len(f.embedding)
         if m < self.config.shots:
             raise DataError(f"inctrl was set up for k={self.config.shots} prompts but got {m} normal image(s): give at least {self.config.shots}")
-        self.support_tokens = F.normalize(torch.stack([torch.cat([t[l].flatten(0, 1) for t in toks]) for l in range(len(self.backbone.layers))]), dim=-1)
-        self.prompt_embeddings = torch.cat(embs)
+        self.support_tokens = torch.stack([t.flatten(0, 1) for t in f.patch_tokens])
+        self.prompt_embeddings = f.embedding
         self.prompt_shape = torch.tensor([3, *size], dtype=torch.long)
         if self.config.use_text: self.text_embeddings()
 
@@ -326,15 +323,19 @@ class InCTRL(ClipZeroShot):
 
     # -- training -------------------------------------------------------------------------------
     @torch.no_grad()
+    def _encode_batches(self, batches) -> tuple[ClipImageFeatures, tuple[int, int]]:
+        "CLIP features of a stream of dict batches, patch tokens L2-normalised, and the size of the images."
+        embs, toks = [], []
+        for b in batches:
+            f = self.backbone.encode_image(b["image"].to(self.device))
+            embs.append(f.embedding); toks.append([F.normalize(t, dim=-1) for t in f.patch_tokens])
+        return ClipImageFeatures(torch.cat(embs), [torch.cat(parts) for parts in zip(*toks)], f.grid), tuple(b["image"].shape[-2:])
+
     def encode(self, images, progress: bool = False) -> ClipImageFeatures:
         "CLIP features of all `images` (tensor or Dataset), in batches, patch tokens L2-normalised: for `score_features` and pools."
         if isinstance(images, ClipImageFeatures): return images
         self.to(self.device)
-        embs, toks = [], []
-        for b in tqdm(image_batches(images, self.config.batch_size), desc="encode", disable=not progress, leave=False):
-            f = self.backbone.encode_image(b["image"].to(self.device))
-            embs.append(f.embedding); toks.append([F.normalize(t, dim=-1) for t in f.patch_tokens])
-        return ClipImageFeatures(torch.cat(embs), [torch.cat([t[l] for t in toks]) for l in range(len(toks[0]))], f.grid)
+        return self._encode_batches(tqdm(image_batches(images, self.config.batch_size), desc="encode", disable=not progress, leave=False))[0]
 
     def encode_auxiliary(self, aux: AuxiliarySet, progress: bool = True) -> AuxiliarySet:
         "`aux` with each task's images replaced by their CLIP features: encode once, then draw pools for several k or configs."
