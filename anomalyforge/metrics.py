@@ -16,7 +16,7 @@ from .core import AnomalyResult, DataError, as_image_batch
 
 # %% auto #0
 __all__ = ['image_auroc', 'image_ap', 'f1_max', 'pixel_auroc', 'aupro', 'evaluate_result', 'plot_roc', 'plot_score_histogram',
-           'plot_anomaly_maps']
+           'example_indices', 'plot_anomaly_maps']
 
 # %% ../nbs/02_metrics.ipynb #252871ef
 def _np(x, name: str) -> np.ndarray:
@@ -188,8 +188,8 @@ def plot_score_histogram(result: AnomalyResult, bins: int = 30, ax=None, thresho
     return ax.figure
 
 # %% ../nbs/02_metrics.ipynb #9928e688
-def _default_idx(result: AnomalyResult, n: int) -> list[int]:
-    "Up to `n` indices: top-scoring anomalous images and top-scoring normal ones (half each), else the top scores."
+def example_indices(result: AnomalyResult, n: int) -> list[int]:
+    "Up to `n` image indices worth looking at: top-scoring anomalous images and top-scoring normal ones (half each), else the top scores."
     order = torch.argsort(result.scores, descending=True)
     if result.labels is None: return order[:n].tolist()
     anom = [i for i in order.tolist() if result.labels[i] == 1]
@@ -205,7 +205,7 @@ def plot_anomaly_maps(images, result: AnomalyResult, n: int = 6, idx=None, alpha
     if len(x) != len(result): raise DataError(f"{len(x)} images for a result of {len(result)}: pass the images the result was computed on")
     if x.shape[2:] != result.maps.shape[1:]:
         raise DataError(f"images are {tuple(x.shape[2:])} but maps {tuple(result.maps.shape[1:])}: pass the images at the resolution the detector saw")
-    idx = _default_idx(result, n) if idx is None else [int(i) for i in np.atleast_1d(_np(idx, "idx"))]
+    idx = example_indices(result, n) if idx is None else [int(i) for i in np.atleast_1d(_np(idx, "idx"))]
     if not idx: raise DataError("no images to plot: idx is empty")
     vmin = float(result.maps.min()) if vmin is None else vmin
     vmax = float(result.maps.max()) if vmax is None else vmax
