@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from .core import (CheckpointError, DataError, WeightsUnavailableError, as_image_batch, atomic_write,
-                               building_from_checkpoint)
+from .core import CheckpointError, DataError, WeightsUnavailableError, as_image_batch, atomic_write
 
 # %% auto #0
 __all__ = ['BUNDLED_WEIGHTS', 'cache_dir', 'hub_reachable', 'hub_offline', 'efficientnet_lite0_file', 'create_timm_model',
@@ -109,7 +108,7 @@ def create_timm_model(name: str, weights: str | os.PathLike = "pretrained", **kw
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         raise ValueError(f"timm has no model '{name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    if str(weights) == "random" or building_from_checkpoint():
+    if str(weights) == "random":
         return timm.create_model(name, pretrained=False, **kwargs)
     file = _local_weights(name, weights)
     if file is not None:
@@ -196,28 +195,28 @@ def _quiet_random_init(model_name: str):
     finally: root.removeFilter(drop)
 
 # %% ../nbs/03_backbones.ipynb #7600adb9
-def create_clip_model(model_name: str, pretrained: str | os.PathLike = "openai") -> nn.Module:
-    "An OpenCLIP model; `pretrained` is an OpenCLIP tag, a local checkpoint file or 'random'; fails fast offline."
+def create_clip_model(model_name: str, weights: str | os.PathLike = "openai") -> nn.Module:
+    "An OpenCLIP model; `weights` is an OpenCLIP tag, a local checkpoint file or 'random'; fails fast offline."
     import open_clip
     if not _known_clip_model(model_name):
         names = set(open_clip.list_models()) | {p.stem for p in _clip_config_dir().glob("*.json")}
         close = difflib.get_close_matches(model_name, sorted(names), n=3)
         raise ValueError(f"OpenCLIP has no model '{model_name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    if str(pretrained) == "random" or building_from_checkpoint():
+    if str(weights) == "random":
         with _quiet_random_init(model_name): return open_clip.create_model(model_name, pretrained=None)
     tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if str(pretrained) not in tags:
-        if not Path(pretrained).is_file():
-            raise WeightsUnavailableError(f"'{pretrained}' is neither an OpenCLIP tag for {model_name} "
+    if str(weights) not in tags:
+        if not Path(weights).is_file():
+            raise WeightsUnavailableError(f"'{weights}' is neither an OpenCLIP tag for {model_name} "
                                           f"(tags: {', '.join(tags) or 'none'}) nor an existing checkpoint file")
-        try: return open_clip.create_model(model_name, pretrained=str(pretrained))
+        try: return open_clip.create_model(model_name, pretrained=str(weights))
         except (RuntimeError, KeyError, ValueError, AssertionError) as e:
-            raise CheckpointError(f"checkpoint {pretrained} does not fit OpenCLIP model '{model_name}': {str(e).splitlines()[0][:300]}") from e
+            raise CheckpointError(f"checkpoint {weights} does not fit OpenCLIP model '{model_name}': {str(e).splitlines()[0][:300]}") from e
     try:
         with (nullcontext() if hub_reachable() else hub_offline()):
-            return open_clip.create_model(model_name, pretrained=str(pretrained))
+            return open_clip.create_model(model_name, pretrained=str(weights))
     except (OSError, RuntimeError, ValueError) as e:
-        raise WeightsUnavailableError(_weights_help(f"OpenCLIP {model_name} ({pretrained})", model_name) + f" [{str(e)[:200]}]") from e
+        raise WeightsUnavailableError(_weights_help(f"OpenCLIP {model_name} ({weights})", model_name) + f" [{str(e)[:200]}]") from e
 
 # %% ../nbs/03_backbones.ipynb #90fd028c
 def register_tiny_clip(name: str = "anomalyforge-tiny-ViT", image_size: int = 64, patch_size: int = 8, width: int = 64,
@@ -242,11 +241,11 @@ class ClipImageFeatures:
 
 class ClipBackbone(nn.Module):
     "A frozen OpenCLIP ViT: image embeddings, patch tokens at `layers` (block indices), token projection and text embeddings."
-    def __init__(self, model_name: str = "ViT-B-16", pretrained: str | os.PathLike = "openai", layers: tuple[int, ...] | None = None):
+    def __init__(self, model_name: str = "ViT-B-16", weights: str | os.PathLike = "openai", layers: tuple[int, ...] | None = None):
         super().__init__()
         import open_clip
-        self.model_name, self.pretrained = model_name, str(pretrained)
-        self.model = create_clip_model(model_name, pretrained).eval().requires_grad_(False)
+        self.model_name, self.weights = model_name, str(weights)
+        self.model = create_clip_model(model_name, weights).eval().requires_grad_(False)
         visual = self.model.visual
         if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "transformer"):
             raise ValueError(f"ClipBackbone needs an OpenCLIP ViT image tower; {model_name} has {type(visual).__name__}")
