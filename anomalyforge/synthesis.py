@@ -4,25 +4,22 @@
 
 # %% ../nbs/10_synthesis.ipynb #76c7cb09
 from __future__ import annotations
-import base64, io, math
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar, Sequence
 
-import ipywidgets as widgets
 import numpy as np
 import torch
-from PIL import Image
 from scipy import ndimage as ndi
 from skimage import data as skdata, draw, filters, morphology, transform
 
 from .core import DataError, Registry, as_image_batch
-from .widgets import _MASK_PALETTE, _png, mask_frame
 
 # %% auto #0
-__all__ = ['SYNTHESIZERS', 'foreground_mask', 'Synthesizer', 'register_synthesizer', 'list_synthesizers', 'create_synthesizer',
-           'CutPaste', 'CutPasteScar', 'PerlinTexture', 'PerlinSelf', 'Scratches', 'MissingMaterial', 'RandomChoice',
-           'synthesis_explorer']
+__all__ = ['SYNTHESIZERS', 'PROXIES', 'foreground_mask', 'Synthesizer', 'register_synthesizer', 'list_synthesizers',
+           'create_synthesizer', 'CutPaste', 'CutPasteScar', 'PerlinTexture', 'PerlinSelf', 'Scratches',
+           'MissingMaterial', 'RandomChoice']
 
 # %% ../nbs/10_synthesis.ipynb #7b54f3f1
 def _images(images) -> tuple[np.ndarray, bool]:
@@ -549,48 +546,5 @@ class RandomChoice(Synthesizer):
     def _apply(self, x, k, rng, fg):
         return self.methods[rng.choice(len(self.methods), p=self._p)]._apply(x, k, rng, fg)
 
-# %% ../nbs/10_synthesis.ipynb #5dd4b235
-def _jpeg(rgb: np.ndarray, quality: int = 75) -> bytes:
-    "JPEG bytes of an RGB uint8 (H, W, 3) array."
-    buf = io.BytesIO(); Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-def _frame_html(out: torch.Tensor, masks: torch.Tensor, size: int, caption: str) -> str:
-    "HTML of one frame: the images `out` (N, 3, H, W) side by side (JPEG), their masks (N, H, W) below (palette PNG), `size` px each."
-    rgb = (np.concatenate(list(out.permute(0, 2, 3, 1).numpy()), 1) * 255).round().astype(np.uint8)
-    n, (h, w) = len(out), out.shape[-2:]
-    rgb = np.asarray(Image.fromarray(rgb).resize((size * n, round(size * h / w)), Image.BILINEAR))
-    png = _png(np.concatenate([mask_frame(m) for m in masks], 1), _MASK_PALETTE)
-    uri = lambda mime, data: f"data:{mime};base64," + base64.b64encode(data).decode()
-    return (f'<div><img src="{uri("image/jpeg", _jpeg(rgb))}" width="{size * n}"/><br/>'
-            f'<img src="{uri("image/png", png)}" width="{size * n}" style="image-rendering:pixelated"/>'
-            f'<div style="font-size:12px">{caption}</div></div>')
-
-def synthesis_explorer(images, methods=None, seeds=range(6), size: int = 160, foreground=None) -> widgets.VBox:
-    "Pick a method, slide the seed: the synthesized `images` (N, 3, H, W) and their masks; works without a kernel (docs)."
-    if methods is None: methods = list_synthesizers()
-    if not isinstance(methods, dict): methods = {m if isinstance(m, str) else type(m).__name__: m for m in methods}
-    methods = {k: create_synthesizer(m) if isinstance(m, str) else m for k, m in methods.items()}
-    seeds = list(seeds)
-    if not methods or not seeds: raise ValueError("synthesis_explorer needs at least one method and one seed")
-    x = as_image_batch(images)
-    slider = widgets.SelectionSlider(options=[(str(s), i) for i, s in enumerate(seeds)], index=0, description="seed",
-                                     continuous_update=True, layout=widgets.Layout(width="420px"))
-    pages, links = [], []
-    for name, synth in methods.items():
-        frames = []
-        for s in seeds:
-            out, masks = synth(x, s, foreground)
-            share = ", ".join(f"{100 * m.float().mean():.1f}" for m in masks)
-            frames.append(widgets.HTML(_frame_html(out, masks, size, f"{name} · seed {s} · defect area: {share} % of each image")))
-        stack = widgets.Stack(frames, selected_index=0)
-        links.append(widgets.jslink((slider, "index"), (stack, "selected_index")))
-        pages.append(stack)
-    picker = widgets.Dropdown(options=[(n, k) for k, n in enumerate(methods)], index=0, description="method", layout=widgets.Layout(width="420px"))
-    method_stack = widgets.Stack(pages, selected_index=0)
-    links.append(widgets.jslink((picker, "index"), (method_stack, "selected_index")))
-    legend = widgets.HTML('<span style="font-size:12px">top: synthesized images · bottom: '
-                          '<b style="color:#eb4034">their defect masks</b></span>')
-    box = widgets.VBox([picker, slider, method_stack, legend])
-    box._links = links   # keep the links alive with the widget
-    return box
+# %% ../nbs/10_synthesis.ipynb #4c999232
+PROXIES: tuple[str, ...] = ("cutpaste", "cutpaste_scar", "perlin_texture", "perlin_self", "scratches", "missing_material")
