@@ -13,13 +13,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .core import AnomalyResult, Detector, atomic_write, create_detector
+from .core import AnomalyResult, DataError, Detector, atomic_write, create_detector
 from .data import AnomalyDataset, mvtec_categories, mvtec_dataset
 from .metrics import evaluate_result, plot_anomaly_maps, plot_roc
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'DEMO_SUITE', 'Evaluation', 'evaluate', 'fit_evaluate', 'mean_row', 'metrics_table', 'write_report',
-           'run_demo']
+__all__ = ['METRIC_COLUMNS', 'DEMO_SUITE', 'Evaluation', 'evaluate', 'draw_prompts', 'fit_evaluate', 'mean_row', 'metrics_table',
+           'write_report', 'run_demo']
 
 # %% ../nbs/06_evaluation.ipynb #f595377b
 @dataclass
@@ -47,8 +47,16 @@ def evaluate(detector: Detector, test: AnomalyDataset, progress: bool = True) ->
     seconds = time.perf_counter() - t0
     return Evaluation(detector.name, test.name, evaluate_result(result), result, predict_seconds=seconds)
 
+# %% ../nbs/06_evaluation.ipynb #6293fd31
+def draw_prompts(train: AnomalyDataset, k: int, seed: int = 0) -> AnomalyDataset:
+    "`k` normal images drawn from `train` without replacement, seeded: the sample prompts of a few-shot detector."
+    if len(train) < k: raise DataError(f"{train.name or 'the training split'} has {len(train)} images, fewer than the k={k} prompts asked for")
+    return train.subset(np.random.default_rng(seed).permutation(len(train))[:k])
+
+# %% ../nbs/06_evaluation.ipynb #a12fd721
 def fit_evaluate(detector: Detector, train: AnomalyDataset, test: AnomalyDataset, progress: bool = True) -> Evaluation:
-    "Fit `detector` on `train` (normal images), then `evaluate` it on `test`, timing both."
+    "Fit `detector` on `train` (normal images; k drawn prompts for a detector that `takes_prompts`), then `evaluate` it on `test`."
+    if detector.takes_prompts: train = draw_prompts(train, detector.config.shots, detector.config.seed)
     t0 = time.perf_counter()
     detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - t0
