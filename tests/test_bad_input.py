@@ -15,7 +15,7 @@ import anomalyforge.core as core
 from anomalyforge.core import (AnomalyforgeError, CheckpointError, DataError, Detector, DetectorConfig, NotFittedError,
                                WeightsUnavailableError, create_detector, load_detector, register_detector)
 from anomalyforge.data import AnomalyDataset, load_image, mvtec_dataset
-from anomalyforge.patchknn import PatchKNN
+from anomalyforge.detectors.patchknn import PatchKNN
 
 SIZE = 64
 
@@ -240,7 +240,7 @@ def _how_to_supply(msg: str, name: str) -> list[str]:
 
 @pytest.mark.parametrize("build, what, name", [
     (lambda: backbones.create_timm_model("resnet18", weights="pretrained"), "timm model 'resnet18'", "resnet18"),
-    (lambda: backbones.ClipBackbone("ViT-B-16", pretrained="openai"), "OpenCLIP ViT-B-16 (openai)", "ViT-B-16"),
+    (lambda: backbones.ClipBackbone("ViT-B-16", weights="openai"), "OpenCLIP ViT-B-16 (openai)", "ViT-B-16"),
 ], ids=["timm", "open_clip"])
 def test_weights_unavailable_offline(offline, record_property, build, what, name):
     t0 = time.perf_counter()

@@ -5,11 +5,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from anomalyforge.core import AnomalyResult, create_detector, load_detector
+from anomalyforge import create_detector, load_detector
+from anomalyforge.core import AnomalyResult
 from anomalyforge.data import mvtec_dataset
 from anomalyforge.evaluation import METRIC_COLUMNS, evaluate
 from anomalyforge.metrics import plot_anomaly_maps, plot_roc
-from anomalyforge.patchknn import PatchKNN
+from anomalyforge.detectors.patchknn import PatchKNN
 
 SIZE = 96
 
