@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 
 import anomalyforge.backbones as backbones
+import anomalyforge.checkpoint as checkpoint
 import anomalyforge.core as core
 from anomalyforge.core import (AnomalyforgeError, CheckpointError, DataError, Detector, DetectorConfig, NotFittedError,
-                               WeightsUnavailableError, create_detector, load_detector, register_detector)
+                               WeightsUnavailableError, create_detector, register_detector)
+from anomalyforge import load_detector
 from anomalyforge.data import AnomalyDataset, load_image, mvtec_dataset
 from anomalyforge.detectors.patchknn import PatchKNN
 
@@ -159,7 +161,7 @@ class _TinyDetector(Detector):
     def __init__(self, config=None, **kw):
         super().__init__(config, **kw)
         self.register_buffer("mean", torch.zeros(0))
-    def _fit(self, batches): self.mean = torch.cat([b["image"] for b in batches]).mean(0)
+    def _fit(self, batches, progress): self.mean = torch.cat([b["image"] for b in batches]).mean(0)
     def _predict(self, x):
         maps = (x - self.mean).abs().mean(1)
         return core.AnomalyResult(maps.flatten(1).amax(1), maps)
@@ -209,7 +211,7 @@ def test_failed_save_keeps_the_previous_checkpoint(fitted, tmp_path, monkeypatch
         Path(filename).write_bytes(good[: len(good) // 2])
         written.append(Path(filename))
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(core, "save_file", write_half_then_fail)
+    monkeypatch.setattr(checkpoint, "save_file", write_half_then_fail)
     with pytest.raises(OSError, match="No space left"): fitted.save(path)
     with pytest.raises(OSError, match="No space left"): fitted.save(tmp_path / "new.safetensors")
     monkeypatch.undo()
