@@ -90,7 +90,7 @@ def test_fit(fitted):
     assert "fitted patchknn on 20 normal images of brick" in proc.stdout, proc.stdout
     assert ckpt.is_file() and ckpt.stat().st_size > 1_000_000
     assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name], "fit left other files beside the checkpoint"
-    from anomalyforge.core import read_checkpoint
+    from anomalyforge.checkpoint import read_checkpoint
     meta, tensors = read_checkpoint(ckpt)
     assert meta["detector"] == "patchknn" and meta["config"]["image_size"] == 96
     assert tensors["memory_bank"].shape[0] > 0
@@ -143,7 +143,7 @@ def test_fit_and_predict_flows(user_env, textures, tmp_path, name):
     proc = ok(run(user_env, "fit", name, "--data", textures, "--category", "brick", "--out", ckpt, "--image-size", 64,
                   "--set", "epochs=3", "--set", "feature_cache_gb=0.5"))
     assert f"fitted {name} on 20 normal images of brick" in proc.stdout, proc.stdout
-    from anomalyforge.core import read_checkpoint
+    from anomalyforge.checkpoint import read_checkpoint
     meta, _ = read_checkpoint(ckpt)
     assert meta["detector"] == name and meta["config"]["epochs"] == 3 and meta["config"]["feature_cache_gb"] == 0.5
     img = textures / "brick" / "test" / "good" / "000.png"
