@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(MAKE) --no-print-directory docs
 
 docs: $(STAMP)
-	$(PY) -m anomalyforge.docsite build --workers 0
-	$(PY) -m anomalyforge.docsite readme --workers 0
+	$(PY) tools/docsite.py build --workers 0
+	$(PY) tools/docsite.py readme --workers 0
 
 # headless Chromium for the docs-site test (Debian packages; needs root, as on CI)
 browser:
@@ -35,17 +35,19 @@ test: $(STAMP) browser
 	OMP_NUM_THREADS=1 .venv/bin/nbdev_test --n_workers 2 --timing
 	$(PY) -m pytest tests -q
 
+# every numbered notebook below 90 (00_core ... 16_cli, with lettered ones such as 00a_), the index and the tutorials;
+# notebooks 90 and up are the benchmarks, executed by their own targets
 nbs: $(STAMP)
-	$(PY) -m anomalyforge.docsite execute $$(ls nbs/[0-8]*.ipynb nbs/index.ipynb nbs/tutorials/*.ipynb)
+	$(PY) tools/docsite.py execute $$(ls nbs/[0-8][0-9]*.ipynb nbs/index.ipynb nbs/tutorials/*.ipynb)
 
 # benchmarks against anomalib (installed from the `bench` extra); each executes its notebook and stores the outputs
 bench: $(STAMP)
 	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
-	$(PY) -m anomalyforge.docsite execute nbs/90_benchmarks.ipynb --timeout 3000
+	$(PY) tools/docsite.py execute nbs/90_benchmarks.ipynb --timeout 3000
 
 bench-flows: $(STAMP)
 	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
-	BENCH_DATA="$(DATA)" BENCH_CATEGORY="$(CATEGORY)" $(PY) -m anomalyforge.docsite execute nbs/91_flow_benchmarks.ipynb --timeout 6000
+	BENCH_DATA="$(DATA)" BENCH_CATEGORY="$(CATEGORY)" $(PY) tools/docsite.py execute nbs/91_flow_benchmarks.ipynb --timeout 6000
 
 clean:
 	rm -rf _docs _proc runs

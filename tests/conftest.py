@@ -1,10 +1,11 @@
 """Shared fixtures: every test writes under pytest's temporary folders, never into the user's cache or the repository."""
-import os
+import os, sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # the dev tools outside the package import as `tools.*` (tools/docsite.py)
 
 
 @pytest.fixture(scope="session", autouse=True)

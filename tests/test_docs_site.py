@@ -33,7 +33,7 @@ return out;
 @pytest.fixture(scope="session")
 def site():
     "The docs site, built once from the committed notebooks (no example is executed)."
-    from anomalyforge.docsite import build_docs
+    from tools.docsite import build_docs   # the dev-only builder (tests/conftest.py puts the repo root on sys.path)
     old = Path.cwd()
     os.chdir(ROOT)
     # nbdev's processing runs in worker processes: in this one, it would re-register the notebooks' classes
