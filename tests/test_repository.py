@@ -169,3 +169,22 @@ def test_docs_builder_is_not_in_the_package():
     "The docs builder is a development tool: nothing in the installed package imports nbconvert, execnb or nbdev."
     heavy = [f"{name}: {n}" for name, py in _modules(LIB).items() for n in re.findall(r"^\s*(?:from|import) (nbconvert|execnb|nbdev)\b", py.read_text(), re.M)]
     assert not heavy, heavy
+
+
+def _runs_at_docs_time(source: str) -> bool:
+    "Whether nbdev's docs processing would execute a non-export cell: it runs every cell with an import statement."
+    try: tree = ast.parse(source)
+    except SyntaxError: return False
+    return any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
+
+
+def test_import_cells_hold_only_imports():
+    "A cell that imports and also computes would run during every docs build: imports go in cells of their own."
+    bad = []
+    for name, p in _notebooks(ROOT).items():
+        for i, cell in enumerate(json.loads(p.read_text())["cells"]):
+            src = "".join(cell["source"])
+            if cell["cell_type"] != "code" or re.search(r"^#\|\s*(export|exports|exporti|exec_doc|eval:\s*false)", src, re.M): continue
+            if "nbdev_export()" in src or not _runs_at_docs_time(src): continue
+            if any(isinstance(n, (ast.Expr, ast.Assign)) for n in ast.walk(ast.parse(src))): bad.append(f"{name} cell {i}")
+    assert not bad, f"cells that mix imports with other code (they run at every docs build): {bad}"
