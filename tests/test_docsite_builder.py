@@ -456,3 +456,19 @@ def test_script_with_worker_processes(demo, readme, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == str(copy.resolve() / "README.md")           # the command ran once
     assert (copy / "README.md").read_text() == readme.read_text()
+
+
+def test_execute_keep_slow_leaves_flagged_cells_with_their_outputs(demo):
+    "With keep_slow, a `#| slow` cell is not run and keeps what it showed; the other cells run."
+    path = demo / "nbs" / "02_slow.ipynb"
+    slow = new_code_cell("#| slow\nprint('ran now')", outputs=[new_output("stream", name="stdout", text="stored earlier\n")])
+    nbformat.write(new_notebook(cells=[new_code_cell("print(6 * 7)"), slow]), path)
+    try:
+        with ds._in_project(demo): ds.execute_notebooks([path], timeout=120, keep_slow=True)
+        cells = json.loads(path.read_text())["cells"]
+        assert "".join(cells[0]["outputs"][0]["text"]) == "42\n"
+        assert "".join(cells[1]["outputs"][0]["text"]) == "stored earlier\n"
+        assert "tags" not in cells[1]["metadata"]
+        with ds._in_project(demo): ds.execute_notebooks([path], timeout=120)          # without it, the slow cell runs
+        assert "".join(json.loads(path.read_text())["cells"][1]["outputs"][0]["text"]) == "ran now\n"
+    finally: path.unlink()

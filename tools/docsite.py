@@ -2,7 +2,7 @@
 
     python tools/docsite.py build   [--out _docs] [--workers N]   render every notebook under nbs/ into the static site
     python tools/docsite.py readme  [--workers N]                 write README.md from nbs/index.ipynb
-    python tools/docsite.py execute [NB ...] [--timeout S]        run notebooks in place, keeping widget state, then clean them
+    python tools/docsite.py execute [NB ...] [--timeout S] [--keep-slow]   run notebooks in place, keeping widget state, then clean them
 
 A development tool: it lives outside the anomalyforge package, and nothing in the package imports it.
 
@@ -23,7 +23,7 @@ The tests are in tests/test_docsite_builder.py.
 """
 from __future__ import annotations
 
-import argparse, copy, json, os, re, shutil, subprocess, sys, tempfile
+import argparse, copy, json, os, re, shutil, subprocess, sys
 from contextlib import contextmanager
 from html import escape
 from importlib.metadata import version
@@ -43,6 +43,8 @@ from nbdev.processors import FilterDefaults
 from nbdev.quarto import nbdev_sidebar, refresh_quarto_yml
 from nbformat.v4 import new_markdown_cell
 from tqdm.auto import tqdm
+
+from anomalyforge.core import atomic_write   # the library's own: readers never see half a file
 
 __all__ = ["SiteError", "execute_notebooks", "build_docs", "build_readme", "main"]
 
@@ -89,24 +91,6 @@ def _nb2dict(d, k=None):
 # END OF THE PINNED SECTION --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    "A temporary path beside `path`, renamed onto it if the block succeeds (readers never see half a file), else deleted."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        if path.exists(): mode = path.stat().st_mode & 0o7777
-        else: umask = os.umask(0); os.umask(umask); mode = 0o666 & ~umask   # mkstemp makes 0600 files
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # Finding the project ----------------------------------------------------------------------------------------------------
 # Every step starts from the repo root, found the way nbdev finds it: the nearest settings.ini at or above the working
 # directory. nbdev caches `get_config()`, so the cache is cleared whenever we look.
@@ -132,17 +116,22 @@ def _in_project(root: str | os.PathLike) -> Iterator[Path]:
 # Pages show the outputs committed in the notebooks: while the site is built, nbdev runs only imports, exported
 # definitions and `show_doc` cells (which is why imports belong in cells of their own).
 
-def execute_notebooks(paths, timeout: int = 600) -> list[Path]:
-    "Run each notebook in `paths` in place (cwd = its folder), keeping widget state, then `nbdev_clean` it."
+_KEEP_FLAGS = re.compile(r"^#\|\s*(slow|bench)\b", re.M)
+
+def execute_notebooks(paths, timeout: int = 600, keep_slow: bool = False) -> list[Path]:
+    "Run each notebook in `paths` in place (cwd = its folder), keeping widget state, then `nbdev_clean` it; `keep_slow`: cells flagged slow/bench keep their stored outputs unrun."
     paths = [Path(p) for p in paths]
     for p in paths:
         if p.suffix != ".ipynb" or not p.is_file(): raise SiteError(f"{p} is not an existing .ipynb notebook")
     for p in tqdm(paths, desc="executing", unit="nb"):
         nb = nbformat.read(p, as_version=4)
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+        kept = [c for c in nb.cells if keep_slow and c.cell_type == "code" and _KEEP_FLAGS.search(c.source)]
+        for c in kept: c.metadata.setdefault("tags", []).append("skip-execution")
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, skip_cells_with_tag="skip-execution",
                        extra_arguments=["--IPKernelApp.log_level=ERROR"],   # no kernel start-up warnings in outputs
                        resources={"metadata": {"path": str(p.parent.resolve())}}).execute()
-        with _atomic_write(p) as tmp: nbformat.write(nb, tmp)   # written back only if every cell ran
+        for c in kept: c.metadata["tags"].remove("skip-execution")
+        with atomic_write(p) as tmp: nbformat.write(nb, tmp)   # written back only if every cell ran
         nbdev_clean(fname=str(p))
     return paths
 
@@ -524,8 +513,8 @@ def build_readme(n_workers: int | None = None) -> Path:
     md, files = _readme_md(*_page_cells(_read_nb(proc / index.relative_to(cfg.nbs_path))))
     shutil.rmtree(root / "README_files", ignore_errors=True)
     for name, data in files.items():
-        with _atomic_write(root / name) as tmp: tmp.write_bytes(data)
-    with _atomic_write(root / "README.md") as tmp: tmp.write_text(md, encoding="utf-8")
+        with atomic_write(root / name) as tmp: tmp.write_bytes(data)
+    with atomic_write(root / "README.md") as tmp: tmp.write_text(md, encoding="utf-8")
     return root / "README.md"
 
 
@@ -542,12 +531,13 @@ def main(argv: list[str] | None = None) -> None:
     e = sub.add_parser("execute", help="run notebooks in place, keeping widget state, then nbdev_clean them")
     e.add_argument("nbs", nargs="*", help="notebooks (default: every notebook under nbs/)")
     e.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
+    e.add_argument("--keep-slow", action="store_true", help="leave cells flagged #| slow or #| bench unrun, with their stored outputs")
     a = p.parse_args(argv)
     if a.cmd == "build": print(build_docs(a.out, n_workers=a.workers))
     elif a.cmd == "readme": print(build_readme(n_workers=a.workers))
     else:
         _project_root()
-        execute_notebooks(a.nbs or sorted(nbglob(get_config().nbs_path, file_glob="*.ipynb")), timeout=a.timeout)
+        execute_notebooks(a.nbs or sorted(nbglob(get_config().nbs_path, file_glob="*.ipynb")), timeout=a.timeout, keep_slow=a.keep_slow)
 
 
 # Run as a script (or with -m), this file is `__main__`. The command runs `main` from the same file imported under its
