@@ -5,7 +5,7 @@
 # %% ../nbs/15_widgets.ipynb #343533fa
 from __future__ import annotations
 import base64, io
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import ipywidgets as widgets
 import numpy as np
@@ -14,11 +14,9 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
 
-from .core import AnomalyResult, DataError, as_image_batch
+from .core import AnomalyResult, DataError, Detector, as_image_batch
 from .metrics import example_indices
 from .synthesis import create_synthesizer, list_synthesizers
-
-if TYPE_CHECKING: from anomalyforge.detectors.inctrl import InCTRL
 
 # %% auto #0
 __all__ = ['MASK_PALETTE', 'png_bytes', 'jpeg_bytes', 'overlay_frame', 'mask_frame', 'frame_explorer', 'map_explorer',
@@ -167,7 +165,7 @@ def _jpeg_strip_html(images: list[np.ndarray], size: int) -> str:
     tiles = [np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images]
     return f'<img src="{_data_uri(jpeg_bytes(np.concatenate(tiles, 1), 80), "image/jpeg")}" width="{size * len(tiles)}" height="{size}"/>'
 
-def residual_explorer(det: InCTRL, queries, prompt_pool, ks: Sequence[int] | None = None, draws: int = 2,
+def residual_explorer(det: Detector, queries, prompt_pool, ks: Sequence[int] | None = None, draws: int = 2,
                       size: int = 128, seed: int = 0, names: Sequence[str] | None = None) -> widgets.VBox:
     "Pick a query, slide through prompt sets of k images drawn from `prompt_pool`: per-block residual maps, their mean, the prompts and the scores."
     x, pool_x = as_image_batch(queries), as_image_batch(prompt_pool)
