@@ -139,8 +139,8 @@ def test_quickstart_slider_switches_frames(site, base_url, browser):
     assert _external_requests(browser, base_url) == []
 
 
-# pages whose map explorer (threshold slider + image dropdown) must render and respond without a kernel
-EXPLORER_PAGES = {"clip.html", "inctrl.html"}
+# pages whose explorers (a slider and a dropdown, on the one skeleton of `widgets`) must render and respond without a kernel
+EXPLORER_PAGES = {"clip.html", "inctrl.html", "synthesis.html", "widgets.html"}
 
 
 def _check_explorer(browser, page):
@@ -155,7 +155,7 @@ def _check_explorer(browser, page):
     assert any(_dropdown_switches(browser, s) for s in selects), f"no dropdown on {page} changes the image shown"
 
 
-@pytest.mark.parametrize("page", ["index.html", "core.html", "synthesis.html", "contrastive_flow.html", "clip.html", "inctrl.html"])
+@pytest.mark.parametrize("page", ["index.html", "core.html", "checkpoint.html", "synthesis.html", "contrastive_flow.html", "clip.html", "inctrl.html", "widgets.html"])
 def test_pages_render_with_sidebar(site, base_url, browser, page):
     severe = _open(browser, site, base_url, page)
     _check_sidebar(browser)
