@@ -20,9 +20,12 @@ from .core import CheckpointError, Detector, atomic_write, get_detector_class
 __all__ = ['read_checkpoint', 'load_detector']
 
 # %% ../nbs/00a_checkpoint.ipynb #f578c53c
+_RENAMED_FIELDS = {"pretrained": "weights"}   # config fields renamed since checkpoints were first written: old -> new name
+
 def _config_from_dict(cls, d: dict):
     "Rebuild config `cls` from JSON-decoded `d` (lists back to tuples); unknown keys are an error."
     names = {f.name: f for f in fields(cls)}
+    d = {_RENAMED_FIELDS[k] if k not in names and _RENAMED_FIELDS.get(k) in names else k: v for k, v in d.items()}
     unknown = sorted(set(d) - set(names))
     if unknown: raise CheckpointError(f"config keys {unknown} are not fields of {cls.__name__}: the checkpoint is from another detector or version")
     kw = {}

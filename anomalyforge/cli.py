@@ -74,14 +74,20 @@ def _cmd_list(args) -> int:
 # %% ../nbs/16_cli.ipynb #1cebac86
 def _cmd_fit(args) -> int:
     from anomalyforge.data import mvtec_dataset
+    from anomalyforge.evaluation import training_images
+    cls = get_detector_class(args.detector)
+    if cls.trains_on_auxiliary:
+        raise ValueError(f"{args.detector} learns from auxiliary data first: run `anomalyforge train {args.detector} --data FOLDER --out FILE`, "
+                         "then give it prompts with `evaluate` or `predict --prompts`")
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size
-    cfg = get_detector_class(args.detector).config_class(**over)            # checks the settings before any work
+    cfg = cls.config_class(**over)                                          # checks the settings before any work
     train = mvtec_dataset(args.data, args.category, "train", cfg.image_size).check()   # and the data before the backbone loads
     det = create_detector(args.detector, **over)
-    det.fit(train)
+    used = training_images(det, train)
+    det.fit(used)
     path = det.save(args.out)
-    print(f"fitted {args.detector} on {len(train)} normal images of {args.category}; saved {path}")
+    print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {path}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #d528eba1
@@ -184,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_predict)
     s = sub.add_parser("evaluate", help="metrics of a fitted detector on the test split of a category")
     s.add_argument("checkpoint"); s.add_argument("--data", required=True); s.add_argument("--category", required=True)
-    s.add_argument("--prompts", nargs="+", help="normal sample prompts for few-shot detectors (default: k drawn from the training split)")
+    s.add_argument("--prompts", nargs="+", help="normal sample prompts for few-shot detectors (default: those saved with the checkpoint, else k drawn from the training split)")
     s.add_argument("--out", help="folder for metrics.md/.csv/.json and an ROC figure")
     s.set_defaults(run=_cmd_evaluate)
     s = sub.add_parser("demo", help="fit and evaluate on the embedded demo datasets (textures, surfaces, digits)")

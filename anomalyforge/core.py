@@ -365,6 +365,6 @@ def _import_detectors():
     for mod in _BUILTIN_DETECTOR_MODULES:
         try: importlib.import_module(mod)
         except ModuleNotFoundError as e:
-            if not mod.startswith(str(e.name)): raise     # a module (or package) not exported yet; errors inside one still surface
+            if not (e.name == mod or mod.startswith(f"{e.name}.")): raise   # a module (or its package) not exported yet; errors inside one surface
 
 _BUILTIN_DETECTOR_MODULES = [f"anomalyforge.detectors.{m}" for m in ("patchknn", "fastflow", "contrastive_flow", "clip", "inctrl")]

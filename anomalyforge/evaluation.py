@@ -18,8 +18,8 @@ from .data import AnomalyDataset, mvtec_categories, mvtec_dataset
 from .metrics import evaluate_result, plot_anomaly_maps, plot_roc
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'DEMO_SUITE', 'Evaluation', 'evaluate', 'draw_prompts', 'fit_evaluate', 'mean_row', 'metrics_table',
-           'write_report', 'run_demo']
+__all__ = ['METRIC_COLUMNS', 'DEMO_SUITE', 'Evaluation', 'evaluate', 'draw_prompts', 'training_images', 'fit_evaluate',
+           'mean_row', 'metrics_table', 'write_report', 'run_demo']
 
 # %% ../nbs/06_evaluation.ipynb #f595377b
 @dataclass
@@ -53,10 +53,15 @@ def draw_prompts(train: AnomalyDataset, k: int, seed: int = 0) -> AnomalyDataset
     if len(train) < k: raise DataError(f"{train.name or 'the training split'} has {len(train)} images, fewer than the k={k} prompts asked for")
     return train.subset(np.random.default_rng(seed).permutation(len(train))[:k])
 
+# %% ../nbs/06_evaluation.ipynb #27a3bb81
+def training_images(detector: Detector, train: AnomalyDataset) -> AnomalyDataset:
+    "What `detector` is fitted on from a training split: k = `config.shots` drawn prompts if it `takes_prompts`, else the whole split."
+    return draw_prompts(train, detector.config.shots, detector.config.seed) if detector.takes_prompts else train
+
 # %% ../nbs/06_evaluation.ipynb #a12fd721
 def fit_evaluate(detector: Detector, train: AnomalyDataset, test: AnomalyDataset, progress: bool = True) -> Evaluation:
     "Fit `detector` on `train` (normal images; k drawn prompts for a detector that `takes_prompts`), then `evaluate` it on `test`."
-    if detector.takes_prompts: train = draw_prompts(train, detector.config.shots, detector.config.seed)
+    train = training_images(detector, train)
     t0 = time.perf_counter()
     detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - t0
