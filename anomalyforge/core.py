@@ -267,7 +267,8 @@ def _check_normal_only(data) -> None:
 def fit(self: Detector, data=None, progress: bool = True) -> Detector:
     "Learn from normal images only: a tensor (N, 3, H, W), a Dataset of dicts or a DataLoader (`None` for `ready_as_built` detectors)."
     if data is None and not self.ready_as_built:
-        raise DataError(f"{self.name or type(self).__name__} learns from normal images: pass them to fit()")
+        what = f"k={self.config.shots} normal sample prompts" if self.takes_prompts else "normal images"
+        raise DataError(f"{self.name or type(self).__name__} needs {what}: pass them to fit()")
     batches = None
     if data is not None:
         batches = image_batches(data, self.config.batch_size)

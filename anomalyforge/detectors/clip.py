@@ -63,11 +63,6 @@ class ClipFewShot(ClipDetector):
         width = self.backbone.model.visual.transformer.width
         self.register_buffer("support_tokens", torch.zeros(len(self.backbone.layers), 0, width))
 
-    def fit(self, data, progress: bool = True) -> ClipFewShot:
-        "Keep the patch tokens of the support set `data` (normal images: tensor (k, C, H, W), Dataset or DataLoader)."
-        if data is None: raise DataError("clip_few_shot needs a support set: pass k normal images (a tensor (k, 3, H, W) or a Dataset) to fit()")
-        return super().fit(data, progress)
-
     def _fit(self, batches, progress: bool) -> None:
         parts = [self.backbone.encode_image(b["image"].to(self.device)).patch_tokens for b in batches]
         bank = torch.stack([torch.cat([p[l].flatten(0, 1) for p in parts]) for l in range(len(self.backbone.layers))])
