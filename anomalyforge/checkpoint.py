@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_checkpoint.ipynb #7450b4dc
 from __future__ import annotations
-import dataclasses, json, math, os
+import dataclasses, json, math, os, shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -63,6 +63,24 @@ def _fingerprint(t: torch.Tensor) -> list[float]:
     t = t.detach().double()
     return [t.sum().item(), t.square().sum().item()]
 
+# %% ../nbs/00a_checkpoint.ipynb #b41b341f
+def _canonical_header(header: bytes, size: int) -> bytes:
+    "The safetensors `header` JSON with its keys sorted, padded with spaces to `size` bytes (a multiple of 8, as safetensors aligns)."
+    text = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return text.ljust(max(size, -(-len(text) // 8) * 8), b" ")
+
+def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
+    "`save_file` to `path`, then its header rewritten with sorted keys, so equal contents give equal bytes."
+    save_file(tensors, str(path), metadata=meta)
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = _canonical_header(f.read(n), n)
+        if len(header) == n:                                    # the usual case: same length, rewrite in place
+            f.seek(8); f.write(header); return
+        data = f.read()                                         # (defensive) longer header: write the file anew
+        f.seek(0); f.write(len(header).to_bytes(8, "little") + header + data); f.truncate()
+
+
 # %% ../nbs/00a_checkpoint.ipynb #34d3f875
 @patch
 def save(self: Detector, path: str | os.PathLike, portable: bool = False) -> Path:
@@ -76,7 +94,7 @@ def save(self: Detector, path: str | os.PathLike, portable: bool = False) -> Pat
     from anomalyforge import __version__
     meta = {"format": _CKPT_FORMAT, "detector": self.name, "config": json.dumps(asdict(self.config)),
             "anomalyforge_version": __version__, "external": json.dumps(external)}
-    with atomic_write(path) as tmp: save_file(tensors, str(tmp), metadata=meta)
+    with atomic_write(path) as tmp: _write_safetensors(tensors, tmp, meta)
     return path
 
 # %% ../nbs/00a_checkpoint.ipynb #7ffe6a28

@@ -203,6 +203,12 @@ def test_checkpoint_round_trip_still_works(fitted, ckpt):
     assert torch.allclose(load_detector(ckpt).predict(x).scores, fitted.predict(x).scores, atol=1e-6)
 
 
+def test_two_identical_fits_write_identical_bytes(textures, ckpt, tmp_path):
+    "Fitting the same detector on the same data with the same seed gives the same file, byte for byte (header key order included)."
+    again = create_detector("patchknn", image_size=SIZE).fit(mvtec_dataset(textures, "brick", "train", SIZE), progress=False)
+    assert again.save(tmp_path / "again.safetensors").read_bytes() == ckpt.read_bytes()
+
+
 def test_failed_save_keeps_the_previous_checkpoint(fitted, tmp_path, monkeypatch):
     path = fitted.save(tmp_path / "model.safetensors")
     good = path.read_bytes()
