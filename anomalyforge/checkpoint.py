@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_checkpoint.ipynb #7450b4dc
 from __future__ import annotations
-import dataclasses, json, math, os, shutil
+import dataclasses, hashlib, json, math, os
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -45,11 +45,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     if not path.is_file(): raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f: meta = f.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from e
     if meta.get("format") != _CKPT_FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not an anomalyforge checkpoint (no '{_CKPT_FORMAT}' header)")
+    if _CHECKSUM in meta and _sha256(path, meta[_CHECKSUM]) != meta[_CHECKSUM]:   # files written before checksums have none
+        raise CheckpointError(f"checkpoint {path} is corrupt: its bytes do not match the sha256 checksum written when it was saved "
+                              "(damaged on disk or in transfer); save it again or copy it again from an intact source")
+    try: tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from e
     return dict(meta, config=json.loads(meta["config"]), external=json.loads(meta.get("external") or "{}")), tensors
 
 # %% ../nbs/00a_checkpoint.ipynb #926694d4
@@ -69,16 +74,30 @@ def _canonical_header(header: bytes, size: int) -> bytes:
     text = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return text.ljust(max(size, -(-len(text) // 8) * 8), b" ")
 
+_CHECKSUM, _UNSEALED = "sha256", "0" * 64     # metadata key of the checksum, and its value while the file is hashed
+
+def _checksum_field(digest: str) -> bytes: return f'"{_CHECKSUM}":"{digest}"'.encode()
+
+def _sha256(path: Path, digest: str) -> str:
+    "sha256 of every byte of the file at `path`, its header's checksum `digest` read as the 64 zeros it was when hashed."
+    with open(path, "rb") as f:
+        head = f.read(8); header = f.read(int.from_bytes(head, "little"))
+        h = hashlib.sha256(head + header.replace(_checksum_field(digest), _checksum_field(_UNSEALED), 1))
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
+
 def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    "`save_file` to `path`, then its header rewritten with sorted keys, so equal contents give equal bytes."
-    save_file(tensors, str(path), metadata=meta)
+    "`save_file` to `path`, its header rewritten with sorted keys (equal contents, equal bytes) and sealed with the file's sha256."
+    save_file(tensors, str(path), metadata={**meta, _CHECKSUM: _UNSEALED})
     with open(path, "r+b") as f:
         n = int.from_bytes(f.read(8), "little")
         header = _canonical_header(f.read(n), n)
-        if len(header) == n:                                    # the usual case: same length, rewrite in place
-            f.seek(8); f.write(header); return
-        data = f.read()                                         # (defensive) longer header: write the file anew
-        f.seek(0); f.write(len(header).to_bytes(8, "little") + header + data); f.truncate()
+        if len(header) == n: f.seek(8); f.write(header)       # the usual case: same length, rewritten in place
+        else:                                                 # (defensive) a longer header: the file written anew
+            data = f.read(); f.seek(0); f.write(len(header).to_bytes(8, "little") + header + data); f.truncate()
+    digest = _sha256(path, _UNSEALED)
+    with open(path, "r+b") as f:
+        f.seek(8); f.write(header.replace(_checksum_field(_UNSEALED), _checksum_field(digest), 1))
 
 
 # %% ../nbs/00a_checkpoint.ipynb #34d3f875

@@ -1,6 +1,6 @@
 """The Python API on bad input: each case is a clear error of the right anomalyforge.core class, with a message
 that names the problem; what can be converted (grayscale, RGBA) is converted; files are written atomically."""
-import shutil, time
+import json, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +9,7 @@ import pytest
 import skimage.data
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import anomalyforge.backbones as backbones
 import anomalyforge.checkpoint as checkpoint
@@ -195,6 +196,36 @@ def test_truncated_checkpoint(ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint") as e: load_detector(cut)
     assert "cut.safetensors" in str(e.value)
     with pytest.raises(CheckpointError, match="does not exist"): load_detector(tmp_path / "gone.safetensors")
+
+
+def _tensor_at(path: Path, name: str) -> int:
+    "Byte offset in the safetensors file `path` where tensor `name`'s data starts."
+    raw = path.read_bytes(); n = int.from_bytes(raw[:8], "little")
+    return 8 + n + json.loads(raw[8:8 + n])[name]["data_offsets"][0]
+
+
+def test_corrupt_tensor_data_is_refused(ckpt, tmp_path):
+    "Bytes flipped inside the memory bank: safetensors alone loads the file (and the detector would score NaN); we refuse it."
+    raw = bytearray(ckpt.read_bytes())
+    at = _tensor_at(ckpt, "memory_bank") + 4000
+    raw[at:at + 16] = bytes(b ^ 0xFF for b in raw[at:at + 16])
+    bad = tmp_path / "flipped.safetensors"
+    bad.write_bytes(raw)
+    assert not torch.equal(load_file(str(bad))["memory_bank"], load_file(str(ckpt))["memory_bank"])   # it would load
+    with pytest.raises(CheckpointError, match="flipped.safetensors is corrupt: its bytes do not match the sha256 checksum") as e:
+        load_detector(bad)
+    assert "\n" not in str(e.value)
+    with pytest.raises(CheckpointError, match="is corrupt"): create_detector("patchknn", image_size=SIZE).load_weights(bad)
+    assert ckpt.read_bytes() != bytes(raw) and load_detector(ckpt) is not None               # the intact file is untouched
+
+
+def test_checkpoint_without_checksum_still_loads(fitted, ckpt, tmp_path):
+    "A file written before checkpoints were sealed (no sha256 in its metadata) loads and predicts as before."
+    meta, tensors = checkpoint.read_checkpoint(ckpt)
+    old = {k: (json.dumps(v) if k in ("config", "external") else v) for k, v in meta.items() if k != "sha256"}
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=old)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    assert torch.allclose(load_detector(tmp_path / "old.safetensors").predict(x).scores, fitted.predict(x).scores, atol=1e-6)
 
 
 def test_checkpoint_round_trip_still_works(fitted, ckpt):
