@@ -4,7 +4,9 @@
 
 # %% ../nbs/00_core.ipynb #12604557
 from __future__ import annotations
-import dataclasses, difflib, os, random, tempfile
+import dataclasses, difflib, math, numbers, os, random, re, tempfile, time
+try: import fcntl                      # POSIX file locks: a writer that is alive holds one on its temporary file
+except ImportError: fcntl = None       # (Windows: none; stale temporary files are then told by their age alone)
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,10 +20,10 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError', 'NotFittedError',
-           'seed_everything', 'seeded', 'resolve_device', 'to_tensor', 'as_image_batch', 'AnomalyResult',
-           'image_batches', 'atomic_write', 'DetectorConfig', 'Detector', 'Registry', 'register_detector',
-           'get_detector_class', 'list_detectors', 'create_detector']
+__all__ = ['STALE_TEMP_AGE_S', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError',
+           'NotFittedError', 'seed_everything', 'seeded', 'resolve_device', 'to_tensor', 'as_image_batch',
+           'AnomalyResult', 'image_batches', 'stale_temp_files', 'atomic_write', 'DetectorConfig', 'Detector',
+           'Registry', 'register_detector', 'get_detector_class', 'list_detectors', 'create_detector']
 
 # %% ../nbs/00_core.ipynb #4ed20854
 class AnomalyforgeError(Exception):
@@ -185,13 +187,42 @@ def _umask() -> int:
     mask = os.umask(0o22); os.umask(mask)
     return mask
 
+STALE_TEMP_AGE_S = 60   # a temporary file of atomic_write this old, and not locked by a live writer, was left by a killed one
+
+def _locked(p: str | os.PathLike) -> bool:
+    "Whether a live `atomic_write` holds its lock on file `p` (False where there are no file locks)."
+    if fcntl is None: return False
+    try: fd = os.open(p, os.O_RDONLY)
+    except OSError: return True                    # gone, or not ours to read: leave it alone
+    try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); return False
+    except OSError: return True
+    finally: os.close(fd)
+
+def stale_temp_files(path: str | os.PathLike, min_age: float = STALE_TEMP_AGE_S) -> list[Path]:
+    "Temporary files that an `atomic_write` of `path` killed mid-write left beside it: its exact name pattern, older than `min_age` s, unlocked."
+    path = Path(path)
+    pattern, now, found = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp"), time.time(), []
+    try: entries = list(os.scandir(path.parent))
+    except OSError: return []
+    for e in entries:
+        if not pattern.fullmatch(e.name): continue
+        try:
+            if not e.is_file(follow_symlinks=False) or now - e.stat(follow_symlinks=False).st_mtime < min_age: continue
+        except OSError: continue
+        if not _locked(e.path): found.append(Path(e.path))
+    return sorted(found)
+
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    "Yield a temporary path beside `path`; on success rename it onto `path` (atomic), on error delete it."
+    "Yield a temporary path beside `path`; on success rename it onto `path` (atomic), on error delete it. Removes stale temporary files of `path` first."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    for p in stale_temp_files(path):
+        try: p.unlink()
+        except OSError: pass                       # another writer removed it first, or we may not: not our concern here
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")   # .NAME.XXXXXXXX.tmp
+    if fcntl is not None: fcntl.flock(fd, fcntl.LOCK_EX)        # held while we live: the lock says this file is in use
+    else: os.close(fd); fd = None
     tmp = Path(tmp)
     try:
         yield tmp
@@ -199,6 +230,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        if fd is not None: os.close(fd)
 
 # %% ../nbs/00_core.ipynb #1bae4bce
 @dataclass

@@ -1,6 +1,6 @@
 """The Python API on bad input: each case is a clear error of the right anomalyforge.core class, with a message
 that names the problem; what can be converted (grayscale, RGBA) is converted; files are written atomically."""
-import json, shutil, time
+import json, os, shutil, signal, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,6 +257,30 @@ def test_failed_save_keeps_the_previous_checkpoint(fitted, tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"], "a failed save left files behind"
     x = torch.rand(1, 3, SIZE, SIZE)
     assert torch.allclose(load_detector(path).predict(x).scores, fitted.predict(x).scores, atol=1e-6)
+
+
+def test_save_after_a_killed_save_removes_its_temporary_file(fitted, tmp_path):
+    "kill -9 inside atomic_write leaves .NAME.XXXXXXXX.tmp; the next save of that file removes it once stale, and nothing else."
+    path = tmp_path / "model.safetensors"
+    fitted.save(path)
+    good = path.read_bytes()
+    killer = ("import os, signal, sys\nfrom anomalyforge.core import atomic_write\n"
+              "with atomic_write(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half a checkpoint'); os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", killer, str(path)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    left = [p for p in tmp_path.iterdir() if p != path]
+    assert len(left) == 1 and left[0].name.startswith(".model.safetensors.") and left[0].suffix == ".tmp", left
+    assert path.read_bytes() == good                                  # the kill lost nothing
+    keep = [tmp_path / ".other.safetensors.abcd1234.tmp", tmp_path / "notes.tmp"]
+    for p in keep: p.write_text("not ours")
+    fitted.save(path)
+    assert left[0].exists()                                           # young: could still be a live writer's
+    old = time.time() - 2 * core.STALE_TEMP_AGE_S
+    for p in (left[0], *keep): os.utime(p, (old, old))
+    fitted.save(path)
+    assert not left[0].exists() and all(p.exists() for p in keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name] + [p.name for p in keep])
+    assert path.read_bytes() == good
 
 
 # -- pretrained weights offline ----------------------------------------------------------------
