@@ -242,6 +242,11 @@ class DetectorConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for f in fields(self):                     # every number of every detector's config: NaN or inf is never a setting
+            v = getattr(self, f.name)
+            for x in (v if isinstance(v, (tuple, list)) else (v,)):
+                if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral) and not math.isfinite(x):
+                    raise ValueError(f"{f.name} must be a finite number, got {v!r}")
         if self.image_size < 1: raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
         if self.batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 

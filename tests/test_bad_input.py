@@ -140,6 +140,29 @@ def test_config_refuses_nonpositive_image_size(size):
     with pytest.raises(ValueError, match="image_size"): create_detector("patchknn", image_size=size)
 
 
+@pytest.mark.parametrize("sigma, says", [(float("inf"), "blur_sigma must be a finite number"), (float("nan"), "blur_sigma must be a finite number"),
+                                          (1e5, "blur_sigma=100000 is too large for image_size=64")])
+def test_blur_sigma_that_would_break_predict_is_refused_at_once(sigma, says, monkeypatch):
+    "Before: fit worked, then predict crashed or asked for terabytes. Now the config refuses it, before the backbone loads."
+    monkeypatch.setattr(backbones, "create_timm_model", lambda *a, **k: pytest.fail("the backbone was built"))
+    with pytest.raises(ValueError, match=says): create_detector("patchknn", image_size=SIZE, blur_sigma=sigma)
+
+
+def test_every_float_setting_of_every_detector_must_be_finite():
+    "The check lives in DetectorConfig, so each detector's config has it for every float field, present and future."
+    from dataclasses import fields
+    from anomalyforge.core import get_detector_class, list_detectors
+    checked = []
+    for name in list_detectors():
+        cfg_cls = get_detector_class(name).config_class
+        for f in fields(cfg_cls):
+            if isinstance(getattr(cfg_cls(), f.name), float):
+                for bad in (float("inf"), float("-inf"), float("nan")):
+                    with pytest.raises(ValueError, match=f"{f.name} must be a finite number"): cfg_cls(**{f.name: bad})
+                checked.append(f"{name}.{f.name}")
+    assert len(checked) >= 10 and "patchknn.blur_sigma" in checked, checked
+
+
 def test_config_refuses_empty_layers():
     with pytest.raises(ValueError, match="layers"): create_detector("patchknn", layers=())
 
