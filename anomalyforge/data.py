@@ -41,8 +41,10 @@ def load_image(path: str | Path) -> Image.Image:
 
 # %% ../nbs/01_data.ipynb #f3035efe
 def load_mask(path: str | Path) -> np.ndarray:
-    "The binary mask at `path` as a bool array (H, W): any nonzero pixel is defect."
-    return np.asarray(load_image(path).convert("L")) > 0
+    "The binary mask at `path` as a bool array (H, W): defect where gray > 127 of 255, or, in a label mask (all values < 128), where non-zero."
+    m = np.asarray(load_image(path).convert("L"))
+    return m > 127 if m.max() > 127 else m > 0
+
 
 # %% ../nbs/01_data.ipynb #9a3107d6
 @dataclass
@@ -59,6 +61,13 @@ class ImageTransform:
         return torch.from_numpy(np.asarray(im) > 127)
 
 # %% ../nbs/01_data.ipynb #5fe4e514
+def _sized_mask(s: Sample, image: Image.Image, m: np.ndarray) -> np.ndarray:
+    "Mask `m` of sample `s`, which must have the size of its `image`: a mask of another size is an error, never stretched to fit."
+    if m.shape != (image.height, image.width):
+        raise DataError(f"mask {s.mask} is {m.shape[1]}x{m.shape[0]} pixels but its image {s.path} is {image.width}x{image.height}: "
+                        "a mask must have the size of its image (it is not stretched to fit)")
+    return m
+
 @dataclass(frozen=True)
 class Sample:
     "One image on disk: `label` 0 normal, 1 anomalous, None unknown; `mask` path or None; `defect` type."
@@ -85,10 +94,11 @@ class AnomalyDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
-        item = {"image": self.transform.image(load_image(s.path)), "path": str(s.path), "defect": s.defect}
+        im = load_image(s.path)
+        item = {"image": self.transform.image(im), "path": str(s.path), "defect": s.defect}
         if s.label is not None: item["label"] = s.label
         if self.has_masks:
-            if s.mask is not None: item["mask"] = self.transform.mask(load_mask(s.mask))
+            if s.mask is not None: item["mask"] = self.transform.mask(_sized_mask(s, im, load_mask(s.mask)))
             else: item["mask"] = torch.zeros(self.image_size, self.image_size, dtype=torch.bool)
         return item
 
@@ -97,14 +107,23 @@ class AnomalyDataset(Dataset):
         return AnomalyDataset([self.samples[i] for i in np.asarray(idx).tolist()], self.image_size, self.has_masks, self.name)
 
     def check(self) -> AnomalyDataset:
-        "Open every image and mask once; raise a `DataError` listing the unreadable files."
-        bad = []
+        "Open every image and mask once; raise a `DataError` listing the unreadable files and the masks not of their image's size."
+        unreadable, unfit = [], []
         for s in self.samples:
-            for p in (s.path, s.mask):
-                if p is None: continue
-                try: load_image(p)
-                except DataError as e: bad.append(str(e))
-        if bad: raise DataError(f"{len(bad)} unreadable file(s) in {self.name or 'the dataset'}: " + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""))
+            im = m = None
+            try: im = load_image(s.path)
+            except DataError as e: unreadable.append(str(e))
+            if s.mask is None: continue
+            try: m = load_mask(s.mask)
+            except DataError as e: unreadable.append(str(e))
+            if im is not None and m is not None:
+                try: _sized_mask(s, im, m)
+                except DataError as e: unfit.append(str(e))
+        if unreadable or unfit:
+            what = " and ".join(t for t in (f"{len(unreadable)} unreadable file(s)" if unreadable else "",
+                                             f"{len(unfit)} mask(s) of another size than their image" if unfit else "") if t)
+            bad = unreadable + unfit
+            raise DataError(f"{what} in {self.name or 'the dataset'}: " + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""))
         return self
 
     def __repr__(self):

@@ -81,6 +81,41 @@ def test_corrupt_training_image_stops_fit(textures, tmp_path):
     with pytest.raises(DataError, match="zz_broken.png"): create_detector("patchknn", image_size=SIZE).fit(train, progress=False)
 
 
+def _test_copy_with_mask(textures, tmp_path, change) -> tuple[Path, Path]:
+    "A copy of the brick category whose first crack mask is passed through `change(PIL image) -> PIL image`."
+    shutil.copytree(textures / "brick", tmp_path / "brick")
+    mask = sorted((tmp_path / "brick" / "ground_truth").rglob("*.png"))[0]
+    with Image.open(mask) as im: out = change(im.convert("L"))
+    out.save(mask)
+    return tmp_path, mask
+
+
+def test_mask_of_another_size_is_an_error_naming_it(fitted, textures, tmp_path):
+    "Before: the mask was stretched over its image and the pixel metrics were computed on the wrong pixels."
+    root, mask = _test_copy_with_mask(textures, tmp_path, lambda im: im.resize((im.width // 2, im.height // 3), Image.NEAREST))
+    test = mvtec_dataset(root, "brick", "test", SIZE)
+    with pytest.raises(DataError, match=r"1 mask\(s\) of another size than their image") as e: test.check()
+    assert str(mask) in str(e.value) and "80x53 pixels but its image" in str(e.value) and "160x160" in str(e.value)
+    with pytest.raises(DataError, match="a mask must have the size of its image") as e: fitted.predict(test)
+    assert str(mask) in str(e.value)
+
+
+def test_noisy_mask_is_read_by_the_half_scale_rule(textures, tmp_path):
+    "A 0/255 mask with noise of up to 100 levels everywhere reads as the clean mask: defect where gray > 127."
+    rng = np.random.default_rng(0)
+    def noisy(im):
+        a = np.asarray(im).astype(int)
+        n = rng.integers(0, 101, a.shape)
+        return Image.fromarray(np.where(a > 127, a - n, a + n).astype(np.uint8))
+    clean = mvtec_dataset(textures, "brick", "test", SIZE)
+    root, mask = _test_copy_with_mask(textures, tmp_path, noisy)
+    test = mvtec_dataset(root, "brick", "test", SIZE)
+    i = next(k for k, s in enumerate(test.samples) if s.mask == mask)
+    raw = np.asarray(Image.open(mask))
+    assert (raw > 0).mean() > 0.95                                  # nearly every pixel non-zero: the old rule saw all defect
+    assert torch.equal(test[i]["mask"], clean[i]["mask"]) and 0 < test[i]["mask"].float().mean() < 0.5
+
+
 def test_grayscale_and_rgba_images_are_converted(tmp_path):
     "A category whose images are grayscale PNGs and RGBA PNGs: fit and predict work and see 3-channel images."
     crops, cat = _brick_crops(16), tmp_path / "mixed"
