@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_backbones.ipynb #3e22e31c
 from __future__ import annotations
-import difflib, json, logging, os, socket
+import difflib, json, logging, os, pickle, socket, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +15,7 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
@@ -103,6 +104,19 @@ def _local_weights(name: str, weights: str | os.PathLike) -> Path | None:
         raise WeightsUnavailableError(f"weights file {path} does not exist (weights must be 'pretrained', 'random' or a checkpoint path)")
     return path
 
+_UNREADABLE = (SafetensorError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError)   # the file itself is broken
+_LOAD_ERRORS = (RuntimeError, KeyError, ValueError, AssertionError, *_UNREADABLE)                   # what loading a file raises
+
+def _weights_file_error(file: Path, what: str, e: Exception) -> CheckpointError:
+    "One line on why weights `file` could not be loaded into `what`: it is unreadable (corrupt, truncated, no checkpoint), or does not fit."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    first = lines[0].split(". ")[0][:200] if lines else ""                # the loaders' first sentence says what broke
+    if first.endswith(":") and len(lines) > 1: first = f"{first} {lines[1]}"[:200]   # torch's "Error(s) in loading state_dict for X:"
+    if isinstance(e, _UNREADABLE) or any(s in first for s in ("PytorchStreamReader", "weights_only", "invalid load key")):
+        return CheckpointError(f"weights file {file} is not a readable checkpoint (corrupt, truncated or not a weights file): "
+                               f"{type(e).__name__}" + (f": {first}" if first else ""))
+    return CheckpointError(f"weights file {file} does not fit {what}: {first}")
+
 def create_timm_model(name: str, weights: str | os.PathLike = "pretrained", **kwargs) -> nn.Module:
     "`timm.create_model(name, **kwargs)` with `weights` = 'pretrained' | 'random' | a local file, failing fast and clearly."
     if not timm.is_model(name):
@@ -115,9 +129,7 @@ def create_timm_model(name: str, weights: str | os.PathLike = "pretrained", **kw
         try:
             with _quiet_head_drop(kwargs.get("features_only", False)):
                 return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(file)), **kwargs)
-        except (RuntimeError, KeyError, ValueError, AssertionError) as e:
-            first = str(e).strip().splitlines()[0][:300]
-            raise CheckpointError(f"weights file {file} does not fit timm model '{name}': {first}") from e
+        except _LOAD_ERRORS as e: raise _weights_file_error(file, f"timm model '{name}'", e) from e
     try:
         with (nullcontext() if hub_reachable() else hub_offline()):
             return timm.create_model(name, pretrained=True, **kwargs)
@@ -210,8 +222,7 @@ def create_clip_model(model_name: str, weights: str | os.PathLike = "openai") ->
             raise WeightsUnavailableError(f"'{weights}' is neither an OpenCLIP tag for {model_name} "
                                           f"(tags: {', '.join(tags) or 'none'}) nor an existing checkpoint file")
         try: return open_clip.create_model(model_name, pretrained=str(weights))
-        except (RuntimeError, KeyError, ValueError, AssertionError) as e:
-            raise CheckpointError(f"checkpoint {weights} does not fit OpenCLIP model '{model_name}': {str(e).splitlines()[0][:300]}") from e
+        except _LOAD_ERRORS as e: raise _weights_file_error(Path(weights), f"OpenCLIP model '{model_name}'", e) from e
     try:
         with (nullcontext() if hub_reachable() else hub_offline()):
             return open_clip.create_model(model_name, pretrained=str(weights))

@@ -34,6 +34,10 @@ def load_image(path: str | Path) -> Image.Image:
                 a = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray((255 * (a - a.min()) / max(a.max() - a.min(), 1)).astype(np.uint8))
             return im.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise DataError(f"image {path} is too large to open: {e} The limit is Pillow's decompression-bomb guard, "
+                        f"2 x PIL.Image.MAX_IMAGE_PIXELS = {2 * Image.MAX_IMAGE_PIXELS} pixels; if the file is trusted, raise "
+                        "PIL.Image.MAX_IMAGE_PIXELS, or downscale the image") from e
     except UnidentifiedImageError as e:
         raise DataError(f"{path} is not an image file (or its format is unsupported)") from e
     except (OSError, SyntaxError, ValueError) as e:

@@ -1,6 +1,6 @@
 """The Python API on bad input: each case is a clear error of the right anomalyforge.core class, with a message
 that names the problem; what can be converted (grayscale, RGBA) is converted; files are written atomically."""
-import json, os, shutil, signal, subprocess, sys, time
+import json, os, shutil, signal, struct, subprocess, sys, time, zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,57 @@ def test_noisy_mask_is_read_by_the_half_scale_rule(textures, tmp_path):
     raw = np.asarray(Image.open(mask))
     assert (raw > 0).mean() > 0.95                                  # nearly every pixel non-zero: the old rule saw all defect
     assert torch.equal(test[i]["mask"], clean[i]["mask"]) and 0 < test[i]["mask"].float().mean() < 0.5
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    "A valid PNG header (signature, IHDR, IEND) that declares a `width` x `height` 8-bit gray image: tiny on disk, huge decoded."
+    def chunk(kind, data): return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_a_data_error_naming_file_and_limit(tmp_path):
+    "A 60-byte file declaring 20000 x 20000 pixels: Pillow refuses it at its default limit; we say so in one line."
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_declaring(20000, 20000))
+    assert bomb.stat().st_size < 100
+    with pytest.raises(DataError) as e: load_image(bomb)
+    msg = str(e.value)
+    assert f"image {bomb} is too large to open" in msg and f"{2 * Image.MAX_IMAGE_PIXELS} pixels" in msg and "\n" not in msg, msg
+    assert "400000000 pixels" in msg
+    (tmp_path / "cat" / "train" / "good").mkdir(parents=True)
+    shutil.copy(bomb, tmp_path / "cat" / "train" / "good" / "bomb.png")
+    with pytest.raises(DataError, match="1 unreadable file.*bomb.png is too large to open"): mvtec_dataset(tmp_path, "cat").check()
+
+
+@pytest.fixture(scope="module")
+def broken_weights(tmp_path_factory):
+    "Broken local weights files: truncated, garbage and empty, as .pth and .safetensors."
+    d = tmp_path_factory.mktemp("weights")
+    sd = {k: v.contiguous() for k, v in backbones.create_timm_model("resnet18", "random").state_dict().items()}
+    torch.save(sd, d / "ok.pth"); save_file(sd, str(d / "ok.safetensors"))
+    files = []
+    for suf in (".pth", ".safetensors"):
+        raw = (d / f"ok{suf}").read_bytes()
+        for name, data in (("truncated", raw[: len(raw) // 3]), ("garbage", b"not weights " * 50), ("empty", b"")):
+            (d / f"{name}{suf}").write_bytes(data); files.append(d / f"{name}{suf}")
+    return files
+
+
+def test_corrupt_local_timm_weights_say_so_in_one_line(broken_weights):
+    for f in broken_weights:
+        with pytest.raises(CheckpointError) as e: create_detector("patchknn", backbone="resnet18", weights=str(f), image_size=SIZE)
+        msg = str(e.value)
+        assert msg.startswith(f"weights file {f} is not a readable checkpoint (corrupt, truncated or not a weights file)"), msg
+        assert "\n" not in msg and len(msg) < 500, msg
+
+
+def test_corrupt_local_clip_weights_say_so_in_one_line(broken_weights):
+    tiny = backbones.register_tiny_clip()
+    for f in broken_weights:
+        with pytest.raises(CheckpointError) as e: backbones.create_clip_model(tiny, f)
+        msg = str(e.value)
+        assert msg.startswith(f"weights file {f} is not a readable checkpoint"), msg
+        assert "\n" not in msg and len(msg) < 500, msg
 
 
 def test_grayscale_and_rgba_images_are_converted(tmp_path):
