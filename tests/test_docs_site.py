@@ -1,7 +1,10 @@
-"""The docs site in a real browser: build it without Quarto, serve it on 127.0.0.1, and use the Quickstart's
-slider in headless Chromium (no internet needed: every script comes from the site itself)."""
+"""The docs site in a real browser: build it without Quarto, serve it on 127.0.0.1, and use it in headless Chromium (no
+internet needed: every script comes from the site itself): the Quickstart's slider, the explorers, the navbar's search
+box, the titles, code that scrolls, the sidebar in a narrow window; and a crawl of every page for broken links."""
 import functools, http.server, os, shutil, socketserver, tempfile, threading
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -167,3 +170,169 @@ def test_pages_render_with_sidebar(site, base_url, browser, page):
     assert _external_requests(browser, base_url) == []
     if page == "core.html":   # show_doc output is rendered, with the lowercase anchors nbdev's doc links use
         assert browser.find_elements("css selector", "h3#anomalyresult")
+
+
+# Links, search, titles and layout ----------------------------------------------------------------------------------------
+
+class _Page(HTMLParser):
+    "The ids of a page and the links it makes: (tag, attribute, URL) of every a/link href and script/img/iframe src."
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.ids, self.links = set(), []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"): self.ids.add(a["id"])
+        if tag == "a" and a.get("name"): self.ids.add(a["name"])
+        for attr in ("href", "src"):
+            if a.get(attr) is not None and tag in ("a", "link", "script", "img", "iframe", "source"):
+                self.links.append((tag, attr, a[attr]))
+
+
+def _parse(path: Path) -> _Page:
+    p = _Page(); p.feed(path.read_text(encoding="utf-8")); p.close()
+    return p
+
+
+def test_every_internal_link_and_anchor_resolves(site):
+    "Crawl every page: each link into the site names a file that exists, and each #anchor an id in the page it names."
+    site = Path(site).resolve()
+    pages = {p.resolve(): _parse(p) for p in site.rglob("*.html") if "_screenshots" not in p.parts}
+    assert len(pages) > 20, sorted(pages)
+    broken, reached, todo = [], set(), [site / "index.html"]
+    for page, parsed in pages.items():
+        for tag, attr, url in parsed.links:
+            u = urlsplit(url)
+            if u.scheme or u.netloc or url.startswith("//"): continue   # out of the site (source links on GitHub, data:)
+            target = (page.parent / unquote(u.path)).resolve() if u.path else page
+            where = f"{page.relative_to(site)}: <{tag} {attr}={url!r}>"
+            if not target.is_file(): broken.append(f"{where} names no file"); continue
+            if site not in target.parents: broken.append(f"{where} leaves the site"); continue
+            if u.fragment and target.suffix == ".html" and unquote(u.fragment) not in pages[target].ids:
+                broken.append(f"{where}: no id {unquote(u.fragment)!r} in {target.relative_to(site)}")
+    assert broken == [], f"{len(broken)} broken internal links:\n" + "\n".join(broken)
+    while todo:   # and every page can be reached from the home page by following links
+        page = todo.pop()
+        if page in reached: continue
+        reached.add(page)
+        for tag, _, url in pages[page].links:
+            u = urlsplit(url)
+            if tag == "a" and not (u.scheme or u.netloc) and u.path.endswith(".html"):
+                todo.append((page.parent / unquote(u.path)).resolve())
+    assert set(pages) - reached == set(), sorted(str(p.relative_to(site)) for p in set(pages) - reached)
+
+
+def _search(browser, query):
+    "Type `query` into the navbar's search box; return the result links shown (href, text)."
+    from selenium.webdriver.support.ui import WebDriverWait
+    box = browser.find_element("css selector", "nav.af-navbar input#af-search")
+    box.clear(); box.send_keys(query)
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "const b = document.getElementById('af-search-results'); return !b.hidden && b.getAttribute('data-query')") == query)
+    return box, [(a.get_attribute("href"), a.text) for a in browser.find_elements("css selector", "#af-search-results a.af-hit")]
+
+
+@pytest.mark.parametrize("start, query, lands_on", [("index.html", "create_detector", "core.html#create_detector"),
+                                                    ("tutorials/quickstart.html", "fit_evaluate", "evaluation.html#fit_evaluate")])
+def test_search_box_finds_a_function(site, base_url, browser, start, query, lands_on):
+    "Typing a public function's name into the search box lists its entry first; Enter lands on its documentation."
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    severe = _open(browser, site, base_url, start)
+    box, hits = _search(browser, query)
+    assert hits[0][0] == base_url + lands_on, hits[:3]
+    box.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 20).until(lambda d: d.current_url == base_url + lands_on)
+    anchor = lands_on.split("#")[1]
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    heading = browser.find_element("id", anchor)
+    assert query in heading.text
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top", heading)
+    navbar = browser.execute_script("return document.querySelector('nav.af-navbar').getBoundingClientRect().bottom")
+    assert navbar <= top < 400, (navbar, top)   # scrolled to, and not hidden under the fixed navbar
+    severe += [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    assert severe == [], severe
+    assert _external_requests(browser, base_url) == []
+
+
+def test_search_finds_page_text_and_methods(site, base_url, browser):
+    _open(browser, site, base_url, "core.html")
+    _, hits = _search(browser, "ClipBackbone.encode_image")
+    assert hits[0][0] == base_url + "backbones.html#clipbackbone.encode_image", hits[:3]
+    _, hits = _search(browser, "Quickstart")
+    assert any(h.endswith("tutorials/quickstart.html") for h, _ in hits), hits
+    _, hits = _search(browser, "zzqqxxnotaword")
+    assert hits == [] and browser.find_element("css selector", "#af-search-results .af-none").text == "No results"
+
+
+@pytest.mark.parametrize("page, title", [("index.html", "anomalyforge"), ("core.html", "Core - anomalyforge"),
+                                         ("tutorials/quickstart.html", "Quickstart - anomalyforge")])
+def test_page_titles(site, base_url, browser, page, title):
+    _open(browser, site, base_url, page)
+    assert browser.title == title
+
+
+# what clips a pre: it, or an ancestor up to the page's <main>, that hides its overflow while narrower than the pre's content
+OVERFLOW_JS = """
+const out = [];
+for (const pre of document.querySelectorAll('main .jp-Cell pre')) {
+  if (!pre.getClientRects().length) continue;
+  const wide = pre.scrollWidth > pre.clientWidth + 1, ox = getComputedStyle(pre).overflowX;
+  let clipped = wide && !['auto', 'scroll'].includes(ox);
+  for (let e = pre.parentElement; e && e.tagName !== 'MAIN'; e = e.parentElement)
+    if (getComputedStyle(e).overflowX !== 'visible' && e.clientWidth + 1 < pre.getBoundingClientRect().width) clipped = true;
+  out.push({wide: wide, clipped: clipped, overflowX: ox, scrollable: wide && ['auto', 'scroll'].includes(ox),
+            text: pre.textContent.slice(0, 60)});
+}
+return out;
+"""
+
+
+@pytest.mark.parametrize("page", ["core.html", "evaluation.html", "cli.html", "tutorials/quickstart.html"])
+def test_long_code_lines_scroll(site, base_url, browser, page):
+    "No code block is cut off: one wider than the page scrolls sideways (the lab css clips input areas)."
+    _open(browser, site, base_url, page)
+    pres = browser.execute_script(OVERFLOW_JS)
+    assert pres, f"{page} shows no code"
+    assert [p for p in pres if p["clipped"]] == []
+    if page == "core.html":   # the page has lines longer than its column: they scroll
+        wide = [p for p in pres if p["wide"]]
+        assert wide and all(p["scrollable"] for p in wide), wide[:3]
+        pre = browser.execute_script("return [...document.querySelectorAll('main .jp-Cell pre')].find(p => p.scrollWidth > p.clientWidth + 1)")
+        browser.execute_script("arguments[0].scrollLeft = 80", pre)
+        assert browser.execute_script("return arguments[0].scrollLeft", pre) > 0
+
+
+def test_narrow_window_folds_the_sidebar(site, base_url, browser):
+    "At 800 px the sidebar leaves the page its whole width, and the navbar's menu button shows and hides it."
+    size = browser.get_window_size()
+    browser.set_window_size(800, 900)
+    try:
+        _open(browser, site, base_url, "core.html")
+        rect = lambda sel: browser.execute_script("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+                                                  "return [r.left, r.right, r.width, r.height]", sel)
+        main_left, main_right, main_width, _ = rect("main")
+        assert main_left < 10 and main_width > 700, rect("main")
+        sidebar = browser.find_element("css selector", "nav.af-sidebar")
+        assert not sidebar.is_displayed()
+        menu = browser.find_element("css selector", "nav.af-navbar button.af-menu")
+        menu.click()
+        assert sidebar.is_displayed() and menu.get_attribute("aria-expanded") == "true"
+        assert {"index.html", "core.html"} <= {a.get_attribute("href").rsplit("/", 1)[-1]
+                                                for a in sidebar.find_elements("css selector", "a") if a.is_displayed()}
+        menu.click()
+        assert not sidebar.is_displayed()
+        assert browser.find_element("id", "af-search").is_displayed()
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+    _open(browser, site, base_url, "core.html")   # wide again: the sidebar is beside the page
+    assert browser.find_element("css selector", "nav.af-sidebar").is_displayed()
+    assert not browser.find_element("css selector", "nav.af-navbar button.af-menu").is_displayed()
+
+
+def test_widget_labels_use_the_page_font(site, base_url, browser):
+    _open(browser, site, base_url, "widgets.html", wait_for=".jupyter-widgets .widget-label")
+    font = "return getComputedStyle(document.querySelector(arguments[0])).fontFamily"
+    page_font = browser.execute_script(font, "main .jp-RenderedMarkdown p")
+    assert "sans-serif" in page_font, page_font
+    for sel in [".jupyter-widgets .widget-label", ".jupyter-widgets .widget-readout"]:
+        if browser.find_elements("css selector", sel): assert browser.execute_script(font, sel) == page_font, sel

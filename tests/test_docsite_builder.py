@@ -2,7 +2,7 @@
 `# Title` cell and from a YAML raw cell, an exported function (so nbdev adds a `show_doc` cell), a hidden cell, an
 `echo: false` cell, an `output: asis` cell, a test flag, maths, a figure, and a tutorial in a subfolder whose slider
 flips through the frames of a `Stack` in the browser. Needs npm (the site's scripts) and a python3 Jupyter kernel."""
-import base64, contextlib, io, json, os, re, shutil, subprocess, sys
+import base64, contextlib, copy, io, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 from unittest import mock
 
@@ -60,7 +60,10 @@ def _demo_project(root: Path) -> Path:
         new_markdown_cell("# Demo API\n\n> Functions with *docs*."),
         _code("#| default_exp api"),
         _code('#| export\ndef twice(x: int) -> int:\n    "Double `x`."\n    return 2 * x'),
-        new_markdown_cell("Back [home](https://demo.github.io/demo/index.html); the maths $a^2 + b^2$."),
+        new_markdown_cell("## Maths, and more\n\nBack [home](https://demo.github.io/demo/index.html); the maths $a^2 + b^2$."),
+        # doc links as nbdev writes them: to a private helper (no anchor anywhere) and to a method without its own show_doc
+        new_markdown_cell("Uses [`_helper`](https://demo.github.io/demo/api.html#_helper) like "
+                          "[`twice.method`](https://demo.github.io/demo/api.html#twice.method)."),
         _code('#| hide\nprint("HIDDEN-CELL")', _stream("HIDDEN-CELL\n")),
         _code('#| echo: false\nmarker = "SOURCE-HIDDEN"\nprint("only-output")', _stream("only-output\n")),
         _code('#| echo: false\n#| output: asis\nprint("**ASIS-BOLD**")', _stream("**ASIS-BOLD**\n")),
@@ -69,6 +72,9 @@ def _demo_project(root: Path) -> Path:
     index = new_notebook(cells=[
         new_raw_cell("---\ntitle: Demo home\ndescription: The demo in one line\n---"),
         new_markdown_cell("## Install\n\nWelcome to the demo. ![a dot](dot.png)"),
+        # links between notebooks, as they work in Jupyter (Quarto makes them links to the pages)
+        new_markdown_cell("Read [the API](01_api.ipynb#twice), [its maths](01_api.ipynb#maths-and-more) and "
+                          "[the demo](tutorials/demo.ipynb)."),
         _code("#| echo: false\nprint('ready')", _stream("ready\n")),
         _code("plot()", new_output("display_data", data={"image/png": base64.b64encode(PNG).decode(), "text/plain": "<Figure>"}))])
     demo = new_notebook(cells=[
@@ -77,7 +83,8 @@ def _demo_project(root: Path) -> Path:
         _code('frames = widgets.Stack([widgets.HTML(f"<b>frame {i}</b>") for i in range(3)], selected_index=0)\n'
               'slider = widgets.IntSlider(0, 0, 2, description="frame")\n'
               'widgets.jslink((slider, "value"), (frames, "selected_index"))\n'
-              'widgets.VBox([slider, frames])')])
+              'widgets.VBox([slider, frames])'),
+        new_markdown_cell("Back to [the API](../01_api.ipynb#Maths,-and-more).")])
     for nb, name in [(api, "01_api.ipynb"), (index, "index.ipynb"), (demo, "tutorials/demo.ipynb")]:
         nb.metadata = {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}}
         nbformat.write(nb, nbs / name)
@@ -245,15 +252,27 @@ def test_directives():
 
 
 def test_pandoc_links():
-    assert (ds._pandoc_links('[source](https://x.org/a.py#L3){target="_blank" style="float:right; font-size:smaller"}\n\n### f')
-            == '<a href="https://x.org/a.py#L3" target="_blank" style="float:right; font-size:smaller">source</a>\n\n### f')
+    "A link alone on its line becomes an HTML paragraph (kept whole by the renderer); one inside text a Markdown link."
+    md = ds._pandoc_links('---\n\n[source](https://x.org/a.py#L3){target="_blank" style="float:right; font-size:smaller"}\n\n### f')
+    assert md == '---\n\n<p><a href="https://x.org/a.py#L3" target="_blank" style="float:right; font-size:smaller">source</a></p>\n\n### f'
+    assert ds._pandoc_links('see [a](b.html){.x} here') == "see [a](b.html) here"
     assert ds._pandoc_links("[a](b) and {braces}") == "[a](b) and {braces}"
+    # as the page's renderer sees it (embedding images, it re-parses each inline HTML tag alone): the word stays in its link
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+    html = MarkdownWithMath(renderer=IPythonRenderer(escape=False, embed_images=True)).render(md)
+    assert re.search(r'<a href="https://x.org/a.py#L3"[^>]*>source</a>', html), html
+    inline = MarkdownWithMath(renderer=IPythonRenderer(escape=False, embed_images=True)).render(
+        '<a href="https://x.org" target="_blank">source</a> inline')
+    assert re.search(r'<a [^>]*></a>source', inline)   # what an inline tag would have become: an empty link
 
 
 def test_apply_directives():
     sd = _code("#| echo: false\n#| output: asis\nshow_doc(f)",
                new_output("execute_result", data={"text/markdown": "### f\n\n*Doc.*", "text/plain": "f"}))
     assert [(c.cell_type, c.source) for c in ds._apply_directives(sd)] == [("markdown", "### f\n\n*Doc.*")]
+    assert ds._apply_directives(sd)[0].metadata.tags == ["af-doc"]          # marked for the search index
+    nbdev_sd = copy.deepcopy(sd); nbdev_sd.source = "#| echo: false\n#| output: asis\ndoc(f)"; nbdev_sd["has_sd"] = True
+    assert ds._apply_directives(nbdev_sd)[0].metadata.tags == ["af-doc"]    # nbdev's own, known by its mark
     assert sd.source.startswith("#| echo: false") and len(sd.outputs) == 1   # the input cell is not changed
     echo = ds._apply_directives(_code("#| echo: false\nprint(1)", _stream("1\n")))
     assert len(echo) == 1 and echo[0].metadata.transient == {"remove_source": True} and echo[0].source == "print(1)"
@@ -262,6 +281,7 @@ def test_apply_directives():
     assert ds._apply_directives(_code("#| echo: false\nx = 1")) == []           # no code, no output: nothing left
     shown = ds._apply_directives(_code("#| output: asis\nprint('**b**')", _stream("**b**")))
     assert [(c.cell_type, c.source) for c in shown] == [("code", "print('**b**')"), ("markdown", "**b**")]
+    assert "tags" not in shown[1].metadata                                 # not a show_doc: not marked
     md = new_markdown_cell("#| not an option"); assert ds._apply_directives(md) == [md]   # markdown is left alone
     marked = _code("show_doc(f)"); marked["has_sd"] = True
     assert "has_sd" not in ds._apply_directives(marked)[0] and marked.has_sd
@@ -328,7 +348,8 @@ def test_site(site):
 def test_site_libs(tmp_path, empty):
     libs = ds._site_libs(tmp_path / "site_libs")
     assert {k: ds._npm_version(ds._npm_dir() / "node_modules" / k) for k in ds._NPM} == ds._NPM
-    for f in ["requirejs/require.js", "@jupyter-widgets/html-manager/dist/embed-amd.js", "mathjax/MathJax.js", "mathjax/config/Safe.js"]:
+    for f in ["requirejs/require.js", "@jupyter-widgets/html-manager/dist/embed-amd.js", "mathjax/MathJax.js", "mathjax/config/Safe.js",
+              "minisearch/dist/umd/index.js"]:
         assert (libs / f).is_file(), f
     assert list(libs.rglob("*.map")) == []
     assert ds._npm_version(empty / "nothing") is None
@@ -350,7 +371,12 @@ def test_api_page(site):
     output as bold text, no hidden cell, no option lines, and the sidebar with the page marked."""
     s, pages = site
     html = ds._render_page(*pages["01_api.ipynb"], s)
-    for want in ['<title>Demo site - Demo API</title>', '<h1 class="title">Demo API</h1>', "Functions with <em>docs</em>",
+    for want in ['<title>Demo API - Demo site</title>', '<h1 class="title">Demo API</h1>', "Functions with <em>docs</em>",
+                 'data-root="" id="af-search" placeholder="Search" spellcheck="false" type="search"/>',   # nbconvert sorts attributes
+                 '<nav class="af-navbar">', '<nav class="af-sidebar" id="af-sidebar">',
+                 'src="site_libs/minisearch/dist/umd/index.js"', 'src="site_libs/afsite/search.js"',
+                 '<a class="af-site-title" href="index.html">Demo site</a>',
+                 '<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-MarkdownOutput celltag_af-doc"',   # the show_doc, marked
                  '<a class="active" href="api.html">Demo API</a>', '<a href="tutorials/demo.html">Widgets demo</a>',
                  '<h3 id="twice">', "<strong>ASIS-BOLD</strong>", "only-output", '<a href="index.html">home</a>', 'href="styles.css"',
                  'src="site_libs/requirejs/require.js"', "site_libs/mathjax/MathJax.js"]:
@@ -360,13 +386,15 @@ def test_api_page(site):
     text = re.sub(r"<[^>]+>", "", html)   # the page without tags: highlighted code is split into spans
     assert "twice(21)" in text and "#| slow" not in text                  # the `#| slow` cell is shown, without its flag
     assert "widget-state+json" not in html                                # no widgets here, so no widget manager
+    # MiniSearch loads before require.js, which would reject its UMD wrapper's anonymous define()
+    assert html.index("site_libs/minisearch/dist/umd/index.js") < html.index("site_libs/requirejs/require.js")
 
 
 def test_widget_page(site):
     "A page in a subfolder links back up, and a page with widgets carries their state and loads the manager from the site."
     s, pages = site
     html = ds._render_page(*pages["tutorials/demo.ipynb"], s)
-    for want in ['href="../index.html"', 'src="../site_libs/requirejs/require.js"',
+    for want in ['href="../index.html"', 'src="../site_libs/requirejs/require.js"', 'data-root="../"', "<title>Widgets demo - Demo site</title>",
                  "../site_libs/@jupyter-widgets/html-manager/dist/embed-amd.js", "application/vnd.jupyter.widget-state+json",
                  "application/vnd.jupyter.widget-view+json", "LinkModel", '<a class="active" href="demo.html">']:
         assert want in html, want
@@ -405,6 +433,111 @@ def test_build_docs_finds_every_numbered_notebook(demo, built):
     finally: extra.unlink()
     with ds._in_project(demo): out = ds.build_docs(n_workers=0)
     assert not (out / "extra.html").exists()                               # its leftover in _proc/ is not rendered
+
+
+def test_build_docs_links_notebooks_to_pages(built):
+    "Links between notebooks point at the pages, anchors included (Jupyter's and Quarto's spellings); no link names a notebook."
+    index, api, demo = ((built / p).read_text() for p in ("index.html", "api.html", "tutorials/demo.html"))
+    for want in ['<a href="api.html#twice">the API</a>', '<a href="api.html#maths,-and-more">its maths</a>',
+                 '<a href="tutorials/demo.html">the demo</a>']:
+        assert want in index, want
+    assert '<a href="../api.html#maths,-and-more">the API</a>' in demo
+    # nbdev's doc links: to a private helper without an anchor, the text stays; a method's goes to its function's entry
+    assert "Uses <code>_helper</code> like" in api and "#_helper" not in api
+    assert '<a href="api.html#twice"><code>twice.method</code></a>' in api
+    for page in built.rglob("*.html"): assert ".ipynb" not in "".join(re.findall(r'href="([^"]*)"', page.read_text())), page
+
+
+def test_build_docs_writes_the_search_index(built):
+    js = (built / "search-index.js").read_text()
+    assert js.startswith("window.afSearchIndex = ") and js.endswith(";\n")
+    docs = json.loads(js[len("window.afSearchIndex = "):-2])
+    assert [d["id"] for d in docs] == list(range(len(docs)))
+    assert all(set(d) == {"id", "url", "title", "page", "kind", "summary", "text"} for d in docs)
+    by_url = {d["url"]: d for d in docs}
+    assert {"index.html", "api.html", "api.html#twice", "api.html#maths,-and-more", "tutorials/demo.html", "index.html#install"} <= set(by_url)
+    assert (by_url["api.html#twice"]["kind"], by_url["api.html#twice"]["title"]) == ("doc", "twice")
+    assert by_url["tutorials/demo.html"]["page"] == "Widgets demo"
+    assert (built / "site_libs" / "afsite" / "search.js").read_text() == ds._SEARCH_JS
+    assert (built / "site_libs" / "minisearch" / "dist" / "umd" / "index.js").is_file()
+
+
+# Links between pages --------------------------------------------------------------------------------------------------------------
+
+IDS = {Path("core.html"): {"anomalyresult", "anomalyresult.cat", "where-weights-live,-and-whether-the-hub-answers"},
+       Path("patchknn.html"): {"patchknn", "scores"}, Path("tutorials/quickstart.html"): {"first-fit"}}
+NB_PAGES = {"00_core.ipynb": Path("core.html"), "05_patchknn.ipynb": Path("patchknn.html"),
+            "tutorials/quickstart.ipynb": Path("tutorials/quickstart.html")}
+
+
+def _fix(html, page="index.html"): return ds._fix_links(html, Path(page), NB_PAGES, IDS)
+
+
+def test_fix_links_points_notebooks_at_their_pages():
+    assert _fix('<a href="05_patchknn.ipynb">k</a>') == '<a href="patchknn.html">k</a>'           # the number goes, as in nbdev
+    assert _fix('<a href="tutorials/quickstart.ipynb">q</a>') == '<a href="tutorials/quickstart.html">q</a>'
+    assert _fix('<a href="05_patchknn.ipynb#Scores">s</a>') == '<a href="patchknn.html#scores">s</a>'
+    assert _fix('<a href="../00_core.ipynb">c</a>', "tutorials/quickstart.html") == '<a href="../core.html">c</a>'
+    assert _fix('<a href="quickstart.ipynb#first-fit">f</a>', "tutorials/quickstart.html") == '<a href="quickstart.html#first-fit">f</a>'
+    assert (_fix('<p>A <a class="x" href="./05_patchknn.ipynb" title="t">k</a> and <a href="00_core.ipynb">c</a>.</p>')
+            == '<p>A <a class="x" href="patchknn.html" title="t">k</a> and <a href="core.html">c</a>.</p>')
+    gone = '<a href="99_gone.ipynb">g</a>'
+    assert _fix(gone) == gone                              # no such notebook: left for the site test to report
+
+
+def test_fix_links_anchors():
+    quarto = '<a href="core.html#where-weights-live-and-whether-the-hub-answers">w</a>'   # Quarto's spelling of the id
+    assert _fix(quarto) == '<a href="core.html#where-weights-live,-and-whether-the-hub-answers">w</a>'
+    assert _fix('<a href="core.html#AnomalyResult">r</a>') == '<a href="core.html#anomalyresult">r</a>'
+    assert _fix('<a href="core.html#anomalyresult.score"><code>AnomalyResult.score</code></a>') == \
+        '<a href="core.html#anomalyresult"><code>AnomalyResult.score</code></a>'          # a method without its own entry
+    assert _fix('<a href="core.html#_compose"><code>_compose</code></a> done') == "<code>_compose</code> done"
+    assert _fix('<a href="#nowhere">n</a>', "core.html") == "n"
+    for same in ['<a href="#anomalyresult.cat">c</a>', '<a class="anchor-link" href="#anomalyresult">¶</a>', '<a href="core.html">c</a>',
+                 '<a href="https://github.com/x/y/blob/main/00_core.ipynb#L3">s</a>', '<a href="mailto:a@b.c">m</a>',
+                 '<a href="other.html#x">o</a>', '<a name="here"></a>', '<abbr title="x">ab</abbr>',
+                 '<script type="application/json">{"h": "<a href=\\"05_patchknn.ipynb\\">"}</script>',
+                 '<script>x = \'<a href="05_patchknn.ipynb">k</a>\'</script>']:
+        assert _fix(same, "core.html") == same, same
+
+
+def test_anchor():
+    ids = {"f", "cls", "cls.m", "my-heading,-yes"}
+    assert [ds._anchor(a, ids) for a in ["f", "F", "cls.m", "CLS.other", "my-heading-yes", "My-heading,-yes", "_private", "a.b"]] == \
+        ["f", "f", "cls.m", "cls", "my-heading,-yes", "my-heading,-yes", None, None]
+    assert ds._page_ids('<h2 id="a">x</h2><div id="b"><a name="c"></a><span name="d"></span></div>') == {"a", "b", "c"}
+
+
+# The search index -----------------------------------------------------------------------------------------------------------------
+
+def test_search_entries(built):
+    "A page's entries: the page, each heading's section, each documented name; prose and code, not outputs, sidebar or navbar."
+    entries = ds._search_entries((built / "api.html").read_text(), Path("api.html"), "Demo API")
+    by_url = {e["url"]: e for e in entries}
+    assert list(by_url) == ["api.html", "api.html#twice", "api.html#maths,-and-more"]
+    page, twice, maths = by_url.values()
+    assert (page["kind"], page["title"], page["summary"]) == ("page", "Demo API", "Functions with docs.")
+    assert (twice["kind"], twice["title"], twice["page"], twice["summary"]) == ("doc", "twice", "Demo API", "Double x.")
+    assert "def twice(" in twice["text"].replace("\n", " ") and "source" not in twice["text"]   # signature, not the source link
+    assert maths["kind"] == "section" and maths["title"] == "Maths, and more"
+    text = " ".join(e["text"] for e in entries)
+    assert "twice(21)" in text and "Uses _helper like" in text      # code and prose
+    for unwanted in ["only-output", "42", "Widgets demo", "Demo site", "¶", "HIDDEN-CELL"]:
+        assert unwanted not in text, unwanted
+    long = ds._search_entries("<main><h1 class='title'>T</h1><p>" + "word " * 2000 + "</p></main>", Path("t.html"), "T")
+    assert len(long) == 1 and len(long[0]["text"]) == ds._TEXT_CHARS and long[0]["summary"].endswith("…")
+    assert len(long[0]["summary"]) <= ds._SUMMARY_CHARS
+
+
+def test_search_index_js():
+    js = ds._search_index_js([{"url": "a.html", "title": "A </script> é"}])
+    assert js == 'window.afSearchIndex = [{"id":0,"url":"a.html","title":"A </script> é"}];\n'
+
+
+def test_html_title():
+    assert ds._html_title("Core", "anomalyforge") == "Core - anomalyforge"
+    assert ds._html_title("anomalyforge", "anomalyforge") == "anomalyforge"     # the home page
+    assert ds._html_title("Core", "") == "Core" and ds._html_title("", "site") == "site"
 
 
 # README.md -------------------------------------------------------------------------------------------------------------------------

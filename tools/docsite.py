@@ -13,8 +13,11 @@ it) this module renders the same site:
 1. nbdev processes the notebooks exactly as for Quarto (`_proc/`: `show_doc` cells, hidden cells removed, front matter),
 2. nbconvert's HTML exporter (lab template) turns each processed notebook into a page, with the sidebar from the same
    `sidebar.yml`,
-3. the ipywidgets HTML manager, require.js and MathJax come from npm, pinned, and are served from the site itself, so
-   pages work offline and widgets respond in the browser without a kernel.
+3. the ipywidgets HTML manager, require.js, MathJax and MiniSearch come from npm, pinned, and are served from the site
+   itself, so pages work offline and widgets respond in the browser without a kernel,
+4. links between notebooks (`05_patchknn.ipynb#...`) become links to their pages, as Quarto makes them, doc links to
+   names without an anchor are dropped (their text stays), and a search index of every page, heading and documented
+   name is written for the navbar's search box (MiniSearch, in the browser).
 
 The same processed `index.ipynb` becomes README.md. `execute_notebooks` runs notebooks so that their committed outputs,
 and widget state, are what the site shows. Every notebook under nbs/ is found by globbing: no list of notebooks is kept.
@@ -25,10 +28,12 @@ from __future__ import annotations
 
 import argparse, copy, json, os, re, shutil, subprocess, sys
 from contextlib import contextmanager
-from html import escape
+from html import escape, unescape
+from html.parser import HTMLParser
 from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nbformat, nbformat.reader, yaml
 from execnb.nbio import read_nb
@@ -231,12 +236,16 @@ def _directives(source: str) -> tuple[dict[str, str], str]:
     return opts, "\n".join(lines)
 
 # nbdev's `show_doc` writes its *source* link with Pandoc's attribute syntax, `[source](url){target="_blank" ...}`,
-# which Quarto understands and plain Markdown shows as text.
+# which Quarto understands and plain Markdown shows as text. A link alone on its line becomes an HTML paragraph (a block:
+# nbconvert's markdown renderer re-parses each *inline* HTML tag on its own, which would close `<a ...>` before its text
+# and leave an empty link beside the word); a link inside text becomes a plain Markdown link, without the attributes.
 _re_pandoc_link = re.compile(r'\[([^\]]+)\]\(([^)\s]+)\)\{([^}]*)\}')
+_re_pandoc_line = re.compile(r'^[ \t]*' + _re_pandoc_link.pattern + r'[ \t]*$', re.M)
 
 def _pandoc_links(md: str) -> str:
-    "Markdown `md` with Pandoc-attributed links `[text](url){k=\"v\" ...}` rewritten as HTML `<a>` tags."
-    return _re_pandoc_link.sub(lambda m: f'<a href="{m[2]}" {m[3].strip()}>{m[1]}</a>', md)
+    "Markdown `md` with Pandoc-attributed links `[text](url){k=\"v\" ...}` made links that plain Markdown renders."
+    md = _re_pandoc_line.sub(lambda m: f'<p><a href="{m[2]}" {m[3].strip()}>{m[1]}</a></p>', md)
+    return _re_pandoc_link.sub(lambda m: f'[{m[1]}]({m[2]})', md)
 
 _ASIS_MIMES = ("text/markdown", "text/html", "text/plain")
 
@@ -251,10 +260,12 @@ def _asis_markdown(outputs) -> str:
     return _pandoc_links("\n\n".join(parts))
 
 _CELL_KEYS = {"id", "cell_type", "metadata", "source", "outputs", "execution_count", "attachments"}
+_DOC_TAG = "af-doc"   # a `show_doc` output's tag: its cell gets the class `celltag_af-doc` on the page
 
 def _apply_directives(cell) -> list:
     "The cells a page shows for `cell` (left unchanged), honouring Quarto's `include`, `echo`, `output` and `output: asis`."
     cell = copy.deepcopy(cell)
+    doc = bool(cell.get("has_sd"))
     for k in set(cell) - _CELL_KEYS: del cell[k]   # nbdev marks its show_doc cells with `has_sd`, which nbformat rejects
     if cell.cell_type != "code": return [cell]
     opts, cell.source = _directives(cell.source)
@@ -262,7 +273,10 @@ def _apply_directives(cell) -> list:
     if opts.get("output") == "false": cell.outputs = []
     shown = [cell]
     if opts.get("output") == "asis":
-        shown.append(new_markdown_cell(_asis_markdown(cell.outputs)))
+        md = new_markdown_cell(_asis_markdown(cell.outputs))
+        if doc or cell.source.lstrip().startswith("show_doc("):   # nbdev's and a notebook's own (methods) `show_doc`
+            md.metadata["tags"] = [_DOC_TAG]                        # the page marks it: the search index lists its names
+        shown.append(md)
         cell.outputs = []
     if opts.get("echo") == "false" or not cell.source.strip():
         if cell.outputs: cell.metadata.setdefault("transient", {})["remove_source"] = True
@@ -337,12 +351,13 @@ def _nav_html(contents: list, pages: dict, current: Path) -> str:
 
 # JavaScript from npm, served by the site --------------------------------------------------------------------------------
 # A static page has no kernel: the ipywidgets HTML manager (`embed-amd.js`, loaded with require.js) draws the widgets
-# from the state stored in the notebook, and MathJax typesets the maths. nbconvert would load all three from CDNs; pinned
-# versions are installed with npm into the virtual environment (never into the repo) and what the pages load is copied
-# into `site_libs/`. MathJax stays at version 2 because the widget manager calls MathJax 2's API.
+# from the state stored in the notebook, MathJax typesets the maths, and MiniSearch runs the navbar's search. nbconvert
+# would load the first three from CDNs; pinned versions are installed with npm into the virtual environment (never into
+# the repo) and what the pages load is copied into `site_libs/`. MathJax stays at version 2 because the widget manager
+# calls MathJax 2's API.
 
-_NPM = {"@jupyter-widgets/html-manager": "1.0.15", "requirejs": "2.3.8", "mathjax": "2.7.9"}
-_SITE_LIBS = ["requirejs/require.js", "@jupyter-widgets/html-manager/dist",
+_NPM = {"@jupyter-widgets/html-manager": "1.0.15", "requirejs": "2.3.8", "mathjax": "2.7.9", "minisearch": "7.2.0"}
+_SITE_LIBS = ["requirejs/require.js", "@jupyter-widgets/html-manager/dist", "minisearch/dist/umd/index.js",
               *(f"mathjax/{p}" for p in ["MathJax.js", "config/TeX-AMS_CHTML-full.js", "config/Safe.js", "extensions",
                                          "jax/input/TeX", "jax/output/CommonHTML", "jax/element", "fonts/HTML-CSS/TeX/woff"])]
 _SKIP_LIBS = shutil.ignore_patterns("*.map", "*.txt", "embed.js", "libembed-amd.js", "a11y")
@@ -379,34 +394,86 @@ def _site_libs(dest: Path) -> Path:
 
 
 # Pages ------------------------------------------------------------------------------------------------------------------------
-# nbconvert's lab template with a small extension: the sidebar, the title block from the front matter, the site's css,
-# and no mermaid loader (it would come from a CDN; the notebooks draw no mermaid diagrams). Input and output prompts are
-# left out, as on a Quarto page, and images in markdown are embedded.
+# nbconvert's lab template with a small extension: a navbar (the site's title, and the search box that `_quarto.yml`'s
+# `navbar: search: true` asks for), the sidebar, the title block from the front matter, the site's css, and no mermaid
+# loader (it would come from a CDN; the notebooks draw no mermaid diagrams). Input and output prompts are left out, as on
+# a Quarto page, and images in markdown are embedded. Code and text outputs too wide for the page scroll sideways (the lab
+# css clips them); below 900 px the sidebar folds away behind the navbar's menu button; widgets use the page's font.
+# MiniSearch is loaded before require.js: its UMD wrapper would otherwise register it as an anonymous AMD module, which
+# require.js rejects.
 
 _TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
+{% block html_head_js_requirejs %}
+<script src="{{ resources.site.root }}site_libs/minisearch/dist/umd/index.js"></script>
+<script defer src="{{ resources.site.root }}site_libs/afsite/search.js"></script>
+{{ super() }}
+{% endblock html_head_js_requirejs %}
 {% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
 {% block extra_css %}
 <link rel="icon" href="data:,">
 {%- if resources.site.css %}<link rel="stylesheet" href="{{ resources.site.css }}">{% endif %}
 <style>
+:root { --af-navbar-height: 3.2rem; --af-primary: #2780e3; }
+html { scroll-padding-top: calc(var(--af-navbar-height) + 0.5rem); }
 body.jp-Notebook { padding: 0; }
-nav.af-sidebar { position: fixed; top: 0; bottom: 0; left: 0; width: 15rem; overflow-y: auto; padding: 1rem;
-  border-right: 1px solid #ddd; font-family: var(--jp-ui-font-family); font-size: 14px; line-height: 1.6; }
+nav.af-navbar { position: fixed; top: 0; left: 0; right: 0; height: var(--af-navbar-height); z-index: 1000; display: flex;
+  align-items: center; gap: 0.8rem; padding: 0 1rem; box-sizing: border-box; background: var(--af-primary); color: #fff;
+  font-family: var(--jp-ui-font-family); font-size: 14px; }
+nav.af-navbar a.af-site-title { color: #fff; font-size: 1.2rem; font-weight: bold; text-decoration: none; white-space: nowrap; }
+nav.af-navbar button.af-menu { display: none; background: none; border: 1px solid rgba(255,255,255,0.6); border-radius: 4px;
+  color: #fff; font-size: 1.1rem; line-height: 1; padding: 0.3rem 0.5rem; cursor: pointer; }
+.af-search { margin-left: auto; position: relative; }
+.af-search input { width: 18rem; max-width: 45vw; box-sizing: border-box; padding: 0.35rem 0.6rem; border: 0; border-radius: 4px;
+  font: inherit; color: #222; background: #fff; }
+.af-search-results { position: absolute; right: 0; top: calc(100% + 6px); width: 34rem; max-width: calc(100vw - 2rem);
+  max-height: 70vh; overflow-y: auto; background: #fff; color: #222; border: 1px solid #ccd; border-radius: 4px;
+  box-shadow: 0 4px 16px rgba(0,0,0,0.18); }
+.af-search-results[hidden] { display: none; }
+.af-search-results a.af-hit { display: block; padding: 0.45rem 0.7rem; color: inherit; text-decoration: none;
+  border-bottom: 1px solid #eee; }
+.af-search-results a.af-hit:hover, .af-search-results a.af-hit.af-active { background: #e8f1fc; }
+.af-hit-title { font-weight: 600; }  .af-hit-doc .af-hit-title { font-family: var(--jp-code-font-family); }
+.af-hit-page { color: #666; font-size: 0.85em; margin-left: 0.4rem; }
+.af-hit-text { display: block; color: #555; font-size: 0.85em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.af-search-results .af-none { padding: 0.5rem 0.7rem; color: #666; }
+nav.af-sidebar { position: fixed; top: var(--af-navbar-height); bottom: 0; left: 0; width: 15rem; overflow-y: auto;
+  padding: 1rem; border-right: 1px solid #ddd; background: #fff; font-family: var(--jp-ui-font-family); font-size: 14px;
+  line-height: 1.6; z-index: 900; }
 nav.af-sidebar ul { list-style: none; padding-left: 0.8rem; margin: 0; }
-nav.af-sidebar > ul { padding-left: 0; margin-top: 1rem; }
+nav.af-sidebar > ul { padding-left: 0; }
 nav.af-sidebar a { text-decoration: none; }  nav.af-sidebar a.active { font-weight: bold; }
 nav.af-sidebar .af-section > span { color: #666; text-transform: capitalize; }
-nav.af-sidebar .af-site-title { font-size: 1.2rem; font-weight: bold; }
-main { margin-left: 17rem; padding: 1rem 2rem; max-width: 60rem; }
+main { margin-left: 17rem; padding: calc(var(--af-navbar-height) + 1rem) 2rem 1rem; max-width: 60rem; min-width: 0; }
 header.af-title-block { font-family: var(--jp-content-font-family); }
 header.af-title-block .description { font-size: 1.1rem; color: #555; }
 .jp-RenderedMarkdown pre { background: var(--jp-layout-color2); padding: 0.5em; }
+main pre, .jp-OutputArea-output pre { overflow-x: auto; }
+.jupyter-widgets, .jupyter-widgets .widget-label, .jupyter-widgets .widget-readout, .jupyter-widgets .widget-html-content,
+.jupyter-widgets .widget-inline-hbox, .jupyter-widgets select, .jupyter-widgets button, .jupyter-widgets input {
+  font-family: var(--jp-content-font-family); }
+@media (max-width: 900px) {
+  nav.af-navbar button.af-menu { display: inline-block; }
+  nav.af-sidebar { display: none; width: min(18rem, 85vw); bottom: auto; max-height: calc(100vh - var(--af-navbar-height));
+    box-sizing: border-box; box-shadow: 0 4px 16px rgba(0,0,0,0.18); }
+  body.af-nav-open nav.af-sidebar { display: block; }
+  main { margin-left: 0; padding: calc(var(--af-navbar-height) + 1rem) 1rem 1rem; }
+  .af-search input { width: 12rem; }
+}
 </style>
 {% endblock extra_css %}
 {% block body_header %}
 <body class="jp-Notebook" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
-<nav class="af-sidebar"><a class="af-site-title" href="{{ resources.site.home }}">{{ resources.site.title | escape_html }}</a>
-{{ resources.site.nav }}</nav>
+<nav class="af-navbar">
+<button class="af-menu" type="button" aria-label="Pages" aria-controls="af-sidebar" aria-expanded="false"
+  onclick="this.setAttribute('aria-expanded', document.body.classList.toggle('af-nav-open'))">&#9776;</button>
+<a class="af-site-title" href="{{ resources.site.home }}">{{ resources.site.title | escape_html }}</a>
+<div class="af-search" role="search">
+<input id="af-search" type="search" placeholder="Search" autocomplete="off" spellcheck="false" aria-label="Search the docs"
+  aria-controls="af-search-results" data-root="{{ resources.site.root }}">
+<div id="af-search-results" class="af-search-results" role="listbox" hidden></div>
+</div>
+</nav>
+<nav class="af-sidebar" id="af-sidebar">{{ resources.site.nav }}</nav>
 <main>
 <header class="af-title-block"><h1 class="title">{{ resources.site.page_title | escape_html }}</h1>
 {%- if resources.site.description %}
@@ -429,6 +496,11 @@ def _local_links(html: str, site_url: str, root: str) -> str:
     html = re.sub(r'(<h[1-6] id=")([^"]+)"', lambda m: m[1] + m[2].lower() + '"', html)
     return re.sub(r'(<a class="anchor-link" href="#)([^"]+)"', lambda m: m[1] + m[2].lower() + '"', html)
 
+def _html_title(page_title: str, site_title: str) -> str:
+    "The browser's title of a page, as Quarto writes it: 'page - site', or the site's title alone where they are the same."
+    if not site_title or page_title == site_title: return page_title or site_title
+    return f"{page_title} - {site_title}" if page_title else site_title
+
 def _render_page(nb, fm: dict, page: Path, site: dict, exporter: HTMLExporter | None = None, src_dir: Path | None = None) -> str:
     "HTML of site page `page` for notebook `nb` as `_page_cells` returns it (`site` from `_site`; `src_dir`: its images' folder)."
     ex = exporter or _exporter()
@@ -438,8 +510,8 @@ def _render_page(nb, fm: dict, page: Path, site: dict, exporter: HTMLExporter | 
     ex.widget_renderer_url = f"{root}site_libs/@jupyter-widgets/html-manager/dist/embed-amd.js"
     ex.mathjax_url = f"{root}site_libs/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
     title = str(fm.get("title", Path(page).stem))
-    nb.metadata["title"] = f"{site['title']} - {title}"
-    res = {"site": {"title": site["title"], "home": f"{root}index.html", "page_title": title,
+    nb.metadata["title"] = _html_title(title, site["title"])
+    res = {"site": {"title": site["title"], "home": f"{root}index.html", "root": root, "page_title": title,
                     "description": str(fm.get("description", "")), "nav": _nav_html(site["contents"], site["pages"], page),
                     "css": f"{root}{site['css']}" if site.get("css") else None},
            "metadata": {"name": title, "path": str(src_dir or Path.cwd())}}
@@ -462,6 +534,272 @@ def _site(proc: Path, nbs: list[Path]) -> tuple[dict, dict]:
     return site, pages
 
 
+# Links between pages ----------------------------------------------------------------------------------------------------------
+# Notebooks link to each other by file name (`[the core](00_core.ipynb#section)`), which Quarto rewrites to the page it
+# writes for that notebook (nbdev drops the number: `core.html`); nbdev links names in backticks to their `show_doc`
+# anchors, also where there is none (a private helper, a method without a `show_doc` of its own). Once every page is
+# rendered, each internal link is checked against the pages and the ids they hold: a link to a notebook points at its
+# page, an anchor is matched as Jupyter and Quarto spell heading ids (they differ in case and punctuation), a method's
+# anchor falls back to its class's, and a link to an anchor that exists nowhere is dropped, leaving its text.
+# Links inside scripts (widget state) and links out of the site are left alone.
+
+class _IdParser(HTMLParser):
+    "Collects the ids of an HTML page, and the names of its `<a name>` anchors."
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.ids: set[str] = set()
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if v and (k == "id" or (k == "name" and tag == "a")): self.ids.add(v)
+
+def _page_ids(html: str) -> set[str]:
+    "The ids in `html` (and `<a name>`s): what a `#anchor` into that page can point at."
+    p = _IdParser(); p.feed(html); p.close()
+    return p.ids
+
+def _slug(s: str) -> str:
+    "Heading id `s` without what Jupyter's and Quarto's spellings of it disagree on (case, spaces, punctuation)."
+    return re.sub(r"[^\w.-]", "", s.lower().replace(" ", "-"))
+
+def _anchor(frag: str, ids: set[str]) -> str | None:
+    "The id among `ids` that the link anchor `frag` means: itself, its lowercase, the same slug, a method's class; or None."
+    if frag in ids: return frag
+    if frag.lower() in ids: return frag.lower()
+    want = _slug(frag)
+    same = sorted(i for i in ids if _slug(i) == want)
+    if same: return same[0]
+    if "." in frag.strip("."): return _anchor(frag.rsplit(".", 1)[0], ids)   # `Class.method`, documented with its class
+    return None
+
+_re_script = re.compile(r"(<script\b.*?</script>)", re.S | re.I)
+_re_link = re.compile(r"<a\b([^>]*)>(.*?)</a>", re.S)
+_re_href = re.compile(r'\shref="([^"]*)"')
+
+def _fix_links(html: str, page: Path, nb_pages: dict[str, Path], ids: dict[Path, set[str]]) -> str:
+    """`html` of site page `page` with its internal links fixed: links to notebooks (`nb_pages`: {notebook path relative
+    to nbs/: page path}) point at their pages, and anchors at ids of the target page (`ids`: {page path: its ids});
+    a link whose anchor is in no page is replaced by its text."""
+    page = Path(page)
+
+    def fix(m: re.Match) -> str:
+        h = _re_href.search(m[1])
+        if not h: return m[0]
+        u = urlsplit(unescape(h[1]))
+        if u.scheme or u.netloc or not (u.path or u.fragment): return m[0]
+        target = Path(os.path.normpath(page.parent / unquote(u.path))) if u.path else page
+        path = u.path
+        if target.suffix == ".ipynb":
+            if target.as_posix() not in nb_pages: return m[0]   # no page for it: the site test names the broken link
+            target = nb_pages[target.as_posix()]
+            path = _rel(target, page)
+        frag = unquote(u.fragment)
+        if frag and target in ids:
+            frag = _anchor(frag, ids[target])
+            if frag is None: return m[2]
+        href = urlunsplit(("", "", path, u.query, frag or ""))
+        if href == unescape(h[1]): return m[0]
+        attrs = m[1][:h.start(1)] + escape(href) + m[1][h.end(1):]
+        return f"<a{attrs}>{m[2]}</a>"
+
+    parts = _re_script.split(html)
+    return "".join(part if i % 2 else _re_link.sub(fix, part) for i, part in enumerate(parts))
+
+
+# The search index -----------------------------------------------------------------------------------------------------------
+# The navbar's search box searches in the browser with MiniSearch (from npm, pinned, served by the site): no server, and
+# no request outside the site. What it searches is written at build time into `search-index.js`: one entry per page (its
+# title and description), per heading (its text up to the next heading) and per documented name (every `show_doc`:
+# function, class, method), each with the page#anchor it links to. Prose and code are indexed; outputs are not. The index
+# is a script rather than JSON so that it loads from `file://` as well; pages load it when the search box is first used.
+
+_VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+_UNSEARCHED = {"script", "style", "template", "svg", "nav", "button", "select", "textarea"}
+_UNSEARCHED_CLASSES = {"anchor-link", "jp-OutputArea", "jp-Cell-outputWrapper"}
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+class _SectionParser(HTMLParser):
+    "Splits a rendered page into its searchable sections: [{anchor, title, kind, text, summary}]."
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool, bool, bool]] = []   # (tag, unsearched, in a show_doc, in <main>)
+        self.sections: list[dict] = []
+        self.heading: list[str] | None = None                 # the text of the heading being read
+        self.para: list[str] | None = None                    # the text of a section's first paragraph, while read
+
+    def _state(self) -> tuple[bool, bool, bool]:
+        return self.stack[-1][1:] if self.stack else (False, False, False)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID_TAGS: return
+        a = dict(attrs)
+        cls = set((a.get("class") or "").split())
+        skip, doc, main = self._state()
+        skip = skip or tag in _UNSEARCHED or bool(cls & _UNSEARCHED_CLASSES) or a.get("target") == "_blank"   # `source` links
+        doc = doc or f"celltag_{_DOC_TAG}" in cls
+        main = main or tag == "main"
+        self.stack.append((tag, skip, doc, main))
+        if not main or skip: return
+        if tag in _HEADINGS and (a.get("id") or "title" in cls):
+            kind = "page" if "title" in cls and not self.sections else "doc" if doc and tag != "h1" else "section"
+            self.sections.append({"anchor": a.get("id") or "", "title": "", "kind": kind, "text": [], "summary": ""})
+            self.heading = []
+        elif tag == "p" and self.sections and not self.sections[-1]["summary"] and self.heading is None:
+            self.para = []
+
+    def handle_endtag(self, tag):
+        if tag in _VOID_TAGS or not any(t == tag for t, *_ in self.stack): return
+        while self.stack:
+            t, *_ = self.stack.pop()
+            if t == tag: break
+        if tag in _HEADINGS and self.heading is not None:
+            self.sections[-1]["title"] = " ".join("".join(self.heading).split())
+            self.heading = None
+        elif tag == "p" and self.para is not None:
+            self.sections[-1]["summary"] = " ".join("".join(self.para).split())
+            self.para = None
+
+    def handle_data(self, data):
+        skip, _, main = self._state()
+        if not main or skip or not self.sections: return
+        if self.heading is not None: self.heading.append(data); return
+        if self.para is not None: self.para.append(data)
+        self.sections[-1]["text"].append(data)
+
+_SUMMARY_CHARS, _TEXT_CHARS = 160, 5000
+
+def _search_entries(html: str, page: Path, page_title: str) -> list[dict]:
+    "The search index's entries for site page `page` (rendered as `html`): {url, title, page, kind, summary, text}."
+    p = _SectionParser(); p.feed(html); p.close()
+    out = []
+    for s in p.sections:
+        text = " ".join("".join(s["text"]).split())
+        summary = s["summary"] or text
+        if len(summary) > _SUMMARY_CHARS: summary = summary[:_SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + "…"
+        url = Path(page).as_posix() + (f"#{s['anchor']}" if s["anchor"] else "")
+        out.append({"url": url, "title": s["title"] or page_title, "page": page_title, "kind": s["kind"],
+                    "summary": summary, "text": text[:_TEXT_CHARS]})
+    return out
+
+def _search_index_js(entries: list[dict]) -> str:
+    "`search-index.js`: the entries, numbered, as the script that search.js loads."
+    docs = [{"id": i, **e} for i, e in enumerate(entries)]
+    return "window.afSearchIndex = " + json.dumps(docs, ensure_ascii=False, separators=(",", ":")) + ";\n"
+
+# The search box's script, written to site_libs/afsite/search.js. Names are found whole and by their parts
+# (`create_detector`, `create`, `detector`; `ClipBackbone.encode_image`, ...); a result whose title is the query comes first.
+_SEARCH_JS = r"""/* anomalyforge docs: the navbar's search box. MiniSearch indexes search-index.js (written at build time) on first use. */
+(function () {
+  "use strict";
+  var input = document.getElementById("af-search"), box = document.getElementById("af-search-results");
+  if (!input || !box || !window.MiniSearch) return;
+  var root = input.getAttribute("data-root") || "", engine = null, pending = [], hits = [], active = -1, timer = null,
+      shownFor = null;
+
+  function tokenize(text) {
+    var out = [];
+    (String(text).match(/[\p{L}\p{N}_.]+/gu) || []).forEach(function (w) {
+      w = w.replace(/^\.+|\.+$/g, "");
+      if (!w) return;
+      out.push(w);
+      w.split(/[._]+/).forEach(function (part) { if (part && part !== w) out.push(part); });
+    });
+    return out;
+  }
+
+  function load(then) {
+    if (engine) { then(); return; }
+    pending.push(then);
+    if (pending.length > 1) return;
+    var s = document.createElement("script");
+    s.src = root + "search-index.js";
+    s.onload = function () {
+      engine = new MiniSearch({
+        fields: ["title", "page", "text"], storeFields: ["url", "title", "page", "kind", "summary"], tokenize: tokenize,
+        searchOptions: {tokenize: tokenize, prefix: true, fuzzy: 0.1, combineWith: "AND", boost: {title: 5, page: 1.5},
+                        boostDocument: function (id, term, stored) { return stored && stored.kind === "doc" ? 2 : 1; }}});
+      engine.addAll(window.afSearchIndex || []);
+      var waiting = pending; pending = [];
+      waiting.forEach(function (f) { f(); });
+    };
+    s.onerror = function () { show([], "The search index could not be loaded."); pending = []; };
+    document.head.appendChild(s);
+  }
+
+  function mark() {
+    Array.prototype.forEach.call(box.children, function (a, i) {
+      a.classList.toggle("af-active", i === active);
+      a.setAttribute("aria-selected", i === active ? "true" : "false");
+    });
+    if (active >= 0 && box.children[active]) box.children[active].scrollIntoView({block: "nearest"});
+  }
+
+  function show(results, message) {
+    box.textContent = "";
+    hits = results;
+    if (!results.length) {
+      var none = document.createElement("div");
+      none.className = "af-none"; none.textContent = message || "No results";
+      box.appendChild(none);
+    }
+    results.forEach(function (r) {
+      var a = document.createElement("a"), t = document.createElement("span"), x = document.createElement("span");
+      a.className = "af-hit af-hit-" + r.kind; a.href = root + r.url; a.setAttribute("role", "option");
+      t.className = "af-hit-title"; t.textContent = r.title; a.appendChild(t);
+      if (r.kind !== "page") {
+        var p = document.createElement("span");
+        p.className = "af-hit-page"; p.textContent = r.page; a.appendChild(p);
+      }
+      x.className = "af-hit-text"; x.textContent = r.summary || ""; a.appendChild(x);
+      a.addEventListener("click", hide);
+      box.appendChild(a);
+    });
+    active = results.length ? 0 : -1;
+    mark();
+    box.hidden = false;
+  }
+
+  function hide() { box.hidden = true; active = -1; shownFor = null; box.removeAttribute("data-query"); }
+
+  function search() {
+    var q = input.value.trim();
+    if (!q) { hide(); return; }
+    load(function () {
+      if (input.value.trim() !== q) return;
+      var lq = q.toLowerCase();
+      var results = engine.search(q).map(function (r, i) { return {r: r, i: i, exact: String(r.title).toLowerCase() === lq}; });
+      results.sort(function (a, b) { return (b.exact - a.exact) || (a.i - b.i); });
+      show(results.slice(0, 12).map(function (o) { return o.r; }));
+      shownFor = q;
+      box.setAttribute("data-query", q);   // what the results shown are for
+    });
+  }
+
+  input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(search, 60); });
+  input.addEventListener("focus", function () { load(function () {}); if (input.value.trim()) search(); });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      if (box.hidden || !hits.length) return;
+      e.preventDefault();
+      active = (active + (e.key === "ArrowDown" ? 1 : hits.length - 1)) % hits.length;
+      mark();
+    } else if (e.key === "Enter") {
+      e.preventDefault();
+      clearTimeout(timer);
+      var q = input.value.trim();
+      if (!q) return;
+      load(function () {
+        if (box.hidden || shownFor !== q) search();
+        var a = box.children[active >= 0 ? active : 0];
+        if (a && a.tagName === "A") a.click();
+      });
+    } else if (e.key === "Escape") { hide(); input.blur(); }
+  });
+  box.addEventListener("mousedown", function (e) { e.preventDefault(); });   // keep the focus while a result is clicked
+  document.addEventListener("click", function (e) { if (!e.target.closest || !e.target.closest(".af-search")) hide(); });
+}());
+"""
+
+
 # The whole site -----------------------------------------------------------------------------------------------------------
 
 def build_docs(out: str | os.PathLike = "_docs", n_workers: int | None = None) -> Path:
@@ -481,9 +819,19 @@ def build_docs(out: str | os.PathLike = "_docs", n_workers: int | None = None) -
     _site_libs(out / "site_libs")
     if site["css"]: shutil.copy2(proc / site["css"], out / site["css"])
     ex = _exporter()
-    for nb, fm, page in tqdm(pages.values(), desc="pages", unit="page"):
+    html = {page: _render_page(nb, fm, page, site, ex, src_dir=proc / page.parent)
+            for nb, fm, page in tqdm(pages.values(), desc="pages", unit="page")}
+    ids = {page: _page_ids(h) for page, h in html.items()}
+    nb_pages = {k: page for k, (page, _) in site["pages"].items()}
+    entries = []
+    for (nb, fm, page) in pages.values():
+        h = _fix_links(html[page], page, nb_pages, ids)
+        entries += _search_entries(h, page, str(fm.get("title", page.stem)))
         (out / page).parent.mkdir(parents=True, exist_ok=True)
-        (out / page).write_text(_render_page(nb, fm, page, site, ex, src_dir=proc / page.parent), encoding="utf-8")
+        (out / page).write_text(h, encoding="utf-8")
+    (out / "search-index.js").write_text(_search_index_js(entries), encoding="utf-8")
+    (out / "site_libs" / "afsite").mkdir(parents=True, exist_ok=True)
+    (out / "site_libs" / "afsite" / "search.js").write_text(_SEARCH_JS, encoding="utf-8")
     return out
 
 
