@@ -73,12 +73,20 @@ BUNDLED_WEIGHTS = {"efficientnet_lite0": efficientnet_lite0_file}
 # %% ../nbs/03_backbones.ipynb #53b8eca1
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
-def _weights_help(what: str, name: str) -> str:
+def _weights_help(what: str, stem: str, source: str = "") -> str:
+    "How to supply the missing weights of `what`: each way named as it works, the file named `stem` where a name is looked up."
     from huggingface_hub import constants
     return (f"pretrained weights for {what} are not on this machine and the model hub ({constants.ENDPOINT}) cannot be reached. "
-            f"Supply them in one of these ways: pass a local checkpoint file (weights='/path/to/{name}.safetensors' or .pth); "
-            f"or put it in the folder named by $ANOMALYFORGE_WEIGHTS as {name}.safetensors; or copy a Hugging Face cache that "
+            f"Supply them in one of these ways: pass a local checkpoint file as the weights setting (weights='/path/to/{stem}.safetensors' "
+            f"or .pth; on the command line --set weights=/path/to/{stem}.safetensors); or put it in the folder named by "
+            f"$ANOMALYFORGE_WEIGHTS as {stem}.safetensors (or .pth, .pt, .bin){source}; or copy a Hugging Face cache that "
             f"holds them to this machine (HF_HOME={constants.HF_HOME}). For tests, weights='random' builds the network untrained.")
+
+def _in_weights_folder(stem: str) -> Path | None:
+    "`$ANOMALYFORGE_WEIGHTS/<stem>` with the first of the weight suffixes that exists, when that folder is set."
+    folder = os.environ.get("ANOMALYFORGE_WEIGHTS")
+    if not folder or "/" in stem or os.sep in stem: return None
+    return next((Path(folder) / f"{stem}{suf}" for suf in _WEIGHT_SUFFIXES if (Path(folder) / f"{stem}{suf}").is_file()), None)
 
 @contextmanager
 def _quiet_head_drop(features_only: bool):
@@ -94,11 +102,7 @@ def _local_weights(name: str, weights: str | os.PathLike) -> Path | None:
     "The local file to load for `weights`, or None when the hub should supply them."
     if str(weights) == "pretrained":
         if name in BUNDLED_WEIGHTS: return BUNDLED_WEIGHTS[name]()
-        folder = os.environ.get("ANOMALYFORGE_WEIGHTS")
-        if folder:
-            for suf in _WEIGHT_SUFFIXES:
-                if (Path(folder) / f"{name}{suf}").is_file(): return Path(folder) / f"{name}{suf}"
-        return None
+        return _in_weights_folder(name)
     path = Path(weights)
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist (weights must be 'pretrained', 'random' or a checkpoint path)")
@@ -206,28 +210,53 @@ def _quiet_random_init(model_name: str):
     try: yield
     finally: root.removeFilter(drop)
 
+@contextmanager
+def _quiet_failed_download(tag: str):
+    "Inside the block the root logger drops OpenCLIP's 'Failed to download weights' error for `tag`: the error raised says more."
+    drop = lambda record: not (record.levelno == logging.ERROR and record.getMessage().startswith(f"Failed to download weights for tag '{tag}'"))
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try: yield
+    finally: root.removeFilter(drop)
+
 # %% ../nbs/03_backbones.ipynb #7600adb9
+def _clip_weights_stem(model_name: str, tag: str) -> str:
+    "The file name (without suffix) under which `$ANOMALYFORGE_WEIGHTS` holds OpenCLIP `model_name` with weights `tag`."
+    return f"{model_name}_{tag}"
+
+def _clip_from_file(model_name: str, file: Path, tag_cfg: dict | None = None) -> nn.Module:
+    "OpenCLIP `model_name` with the weights in `file`; `tag_cfg` (an OpenCLIP tag's config) adds the tag's image preprocessing."
+    import open_clip
+    from open_clip.transform import merge_preprocess_dict
+    force = merge_preprocess_dict({}, tag_cfg) if tag_cfg else None
+    try: return open_clip.create_model(model_name, pretrained=str(file), force_preprocess_cfg=force)
+    except _LOAD_ERRORS as e: raise _weights_file_error(file, f"OpenCLIP model '{model_name}'", e) from e
+
 def create_clip_model(model_name: str, weights: str | os.PathLike = "openai") -> nn.Module:
-    "An OpenCLIP model; `weights` is an OpenCLIP tag, a local checkpoint file or 'random'; fails fast offline."
+    "An OpenCLIP model; `weights` is a local checkpoint file, an OpenCLIP tag (from `$ANOMALYFORGE_WEIGHTS` or the hub) or 'random'; fails fast offline."
     import open_clip
     if not _known_clip_model(model_name):
         names = set(open_clip.list_models()) | {p.stem for p in _clip_config_dir().glob("*.json")}
         close = difflib.get_close_matches(model_name, sorted(names), n=3)
         raise ValueError(f"OpenCLIP has no model '{model_name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    if str(weights) == "random":
+    weights = str(weights)
+    if weights == "random":
         with _quiet_random_init(model_name): return open_clip.create_model(model_name, pretrained=None)
-    tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if str(weights) not in tags:
-        if not Path(weights).is_file():
-            raise WeightsUnavailableError(f"'{weights}' is neither an OpenCLIP tag for {model_name} "
-                                          f"(tags: {', '.join(tags) or 'none'}) nor an existing checkpoint file")
-        try: return open_clip.create_model(model_name, pretrained=str(weights))
-        except _LOAD_ERRORS as e: raise _weights_file_error(Path(weights), f"OpenCLIP model '{model_name}'", e) from e
+    if Path(weights).is_file(): return _clip_from_file(model_name, Path(weights))
+    tags, stem = open_clip.list_pretrained_tags_by_model(model_name), _clip_weights_stem(model_name, weights)
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, weights) if weights in tags else None
+    if (file := _in_weights_folder(stem)) is not None: return _clip_from_file(model_name, file, tag_cfg)
+    if tag_cfg is None:
+        raise WeightsUnavailableError(f"'{weights}' is neither an OpenCLIP tag for {model_name} (tags: {', '.join(tags) or 'none'}) "
+                                      f"nor an existing checkpoint file, nor a file {stem}.* in $ANOMALYFORGE_WEIGHTS")
     try:
-        with (nullcontext() if hub_reachable() else hub_offline()):
-            return open_clip.create_model(model_name, pretrained=str(weights))
+        with (nullcontext() if hub_reachable() else hub_offline()), _quiet_failed_download(weights):
+            return open_clip.create_model(model_name, pretrained=weights)
     except (OSError, RuntimeError, ValueError) as e:
-        raise WeightsUnavailableError(_weights_help(f"OpenCLIP {model_name} ({weights})", model_name) + f" [{str(e)[:200]}]") from e
+        hub = tag_cfg.get("hf_hub", "").strip("/")
+        source = f" (the weights are the file open_clip_model.safetensors or open_clip_pytorch_model.bin of huggingface.co/{hub})" if hub else ""
+        raise WeightsUnavailableError(_weights_help(f"OpenCLIP {model_name} ({weights})", stem, source) + f" [{str(e)[:200]}]") from e
+
 
 # %% ../nbs/03_backbones.ipynb #90fd028c
 def register_tiny_clip(name: str = "anomalyforge-tiny-ViT", image_size: int = 64, patch_size: int = 8, width: int = 64,

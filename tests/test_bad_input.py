@@ -1,6 +1,6 @@
 """The Python API on bad input: each case is a clear error of the right anomalyforge.core class, with a message
 that names the problem; what can be converted (grayscale, RGBA) is converted; files are written atomically."""
-import json, os, shutil, signal, struct, subprocess, sys, time, zlib
+import json, os, re, shutil, signal, struct, subprocess, sys, time, zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -412,7 +412,7 @@ def _how_to_supply(msg: str, name: str) -> list[str]:
 
 @pytest.mark.parametrize("build, what, name", [
     (lambda: backbones.create_timm_model("resnet18", weights="pretrained"), "timm model 'resnet18'", "resnet18"),
-    (lambda: backbones.ClipBackbone("ViT-B-16", weights="openai"), "OpenCLIP ViT-B-16 (openai)", "ViT-B-16"),
+    (lambda: backbones.ClipBackbone("ViT-B-16", weights="openai"), "OpenCLIP ViT-B-16 (openai)", "ViT-B-16_openai"),
 ], ids=["timm", "open_clip"])
 def test_weights_unavailable_offline(offline, record_property, build, what, name):
     t0 = time.perf_counter()
@@ -422,6 +422,30 @@ def test_weights_unavailable_offline(offline, record_property, build, what, name
     msg = str(e.value)
     assert what in msg and "are not on this machine" in msg, f"after {took:.1f} s: {msg}"
     assert not _how_to_supply(msg, name), f"after {took:.1f} s, the message lacks {_how_to_supply(msg, name)}: {msg}"
+
+
+def test_offline_clip_message_advice_works(offline, monkeypatch, tmp_path):
+    "Follow the offline CLIP message word for word: the file it names, in the folder it names, makes the same detector build."
+    import open_clip.pretrained as ocp
+    tiny = backbones.register_tiny_clip()
+    monkeypatch.setitem(ocp._PRETRAINED, tiny, {"demo": ocp._pcfg(hf_hub="anomalyforge/no-such-clip/")})   # a tag the hub lacks
+    with pytest.raises(WeightsUnavailableError) as e: create_detector("clip_zero_shot", model_name=tiny, weights="demo")
+    msg = str(e.value)
+    assert "ANOMALYFORGE_WEIGHTS" in msg and "\n" not in msg
+    advised = re.search(r"\$ANOMALYFORGE_WEIGHTS as (\S+\.safetensors)", msg).group(1)
+    assert advised == f"{tiny}_demo.safetensors"
+    source = backbones.create_clip_model(tiny, "random")
+    (tmp_path / "weights").mkdir()
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "weights" / advised))
+    monkeypatch.setenv("ANOMALYFORGE_WEIGHTS", str(tmp_path / "weights"))
+    det = create_detector("clip_zero_shot", model_name=tiny, weights="demo")
+    got = det.backbone.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in source.state_dict().items())
+    monkeypatch.delenv("ANOMALYFORGE_WEIGHTS")
+    path = re.search(r"weights='(/path/to/\S+\.safetensors)'", msg).group(1)           # the other route: the file as `weights`
+    assert path == f"/path/to/{advised}"
+    det = create_detector("clip_zero_shot", model_name=tiny, weights=str(tmp_path / "weights" / advised))
+    assert bool(det.fitted)
 
 
 def test_every_error_is_an_anomalyforge_error():
