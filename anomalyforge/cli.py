@@ -4,11 +4,15 @@
 
 # %% ../nbs/16_cli.ipynb #8322b508
 from __future__ import annotations
-import argparse, csv, dataclasses, io, re, sys
+import argparse, contextlib, csv, dataclasses, json, math, os, re, sys, tempfile, time
 from pathlib import Path
 
-from .core import AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, list_detectors
+import numpy as np
+import torch
+
+from .core import AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, image_batches, list_detectors
 from .checkpoint import load_detector
+from .data import AnomalyDataset, Sample
 
 # %% auto #0
 __all__ = ['parse_overrides', 'build_parser', 'main']
@@ -41,28 +45,158 @@ def parse_overrides(detector: str, pairs: list[str]) -> dict:
     return out
 
 # %% ../nbs/16_cli.ipynb #25822767
-def _images_from(paths: list[str], image_size: int):
-    from anomalyforge.data import AnomalyDataset, Sample, image_folder
+def _list_images(paths: list) -> list[Sample]:
+    "The images named on the command line, files and folders mixed, as samples: listed, not read yet."
+    from anomalyforge.data import image_folder
     samples = []
     for p in map(Path, paths):
-        if p.is_dir(): samples += image_folder(p, image_size).samples
+        if p.is_dir(): samples += image_folder(p).samples
         elif p.is_file(): samples.append(Sample(p))
         else: raise DataError(f"{p} is neither an image file nor a folder")
-    return AnomalyDataset(samples, image_size, name="input").check()
+    return samples
+
+def _images_from(paths: list, image_size: int) -> AnomalyDataset:
+    "The images named on the command line as one dataset at `image_size`, every file opened once."
+    return AnomalyDataset(_list_images(paths), image_size, name="input").check()
 
 # %% ../nbs/16_cli.ipynb #3d5c12dd
-def _give_prompts(det, prompts: list[str] | None, train_split=None) -> None:
-    "Fit a prompt-taking `det` on the `--prompts` images, or on k drawn (seeded) from `train_split`; others refuse prompts."
-    if not det.takes_prompts:
-        if prompts: raise ValueError(f"{det.name} takes no prompts (it is fitted on normal training images): leave out --prompts")
-        return
-    if prompts: det.fit(_images_from(prompts, det.config.image_size), progress=False); return
-    if bool(det.fitted): return
-    k = det.config.shots
-    if train_split is None: raise ValueError(f"{det.name} needs k={k} normal sample prompts: give them with --prompts (files or folders)")
-    from anomalyforge.evaluation import draw_prompts
-    det.fit(draw_prompts(train_split, k, det.config.seed), progress=False)
-    print(f"prompts: {k} normal images drawn from {train_split.name or 'the training split'} (seed {det.config.seed})")
+def _refuse_prompts(det, prompts) -> None:
+    "A detector that takes no prompts refuses `--prompts`."
+    if prompts and not det.takes_prompts:
+        raise ValueError(f"{det.name} takes no prompts (it is fitted on normal training images): leave out --prompts")
+
+def _give_prompts(det, prompts: list[str] | None, train_split=None) -> tuple[int, float] | None:
+    "Fit a prompt-taking `det` on the `--prompts` images, or on k drawn (seeded) from `train_split()`; (prompts, seconds) when it fitted."
+    _refuse_prompts(det, prompts)
+    if not det.takes_prompts or (not prompts and bool(det.fitted)): return None
+    if prompts: used = _images_from(prompts, det.config.image_size)
+    else:
+        k = det.config.shots
+        if train_split is None: raise ValueError(f"{det.name} needs k={k} normal sample prompts: give them with --prompts (files or folders)")
+        from anomalyforge.evaluation import draw_prompts
+        split = train_split()
+        used = draw_prompts(split, k, det.config.seed).check()
+        print(f"prompts: {k} normal images drawn from {split.name or 'the training split'} (seed {det.config.seed})")
+    t0 = time.perf_counter()
+    det.fit(used, progress=False)
+    return len(used), time.perf_counter() - t0
+
+# %% ../nbs/16_cli.ipynb #ca047872
+_MAP_TAG = "anomalyforge predict: anomaly-map overlay"   # PNG text (key Software) of every map image `predict` writes
+
+def _is_scores_file(path: Path) -> bool:
+    "Does the file at `path` begin with the header line `predict` writes: `path,score` or `path,score,map`?"
+    try:
+        with open(path, "rb") as f: first = f.readline(100)
+    except OSError: return False
+    return first.rstrip(b"\r\n") in (b"path,score", b"path,score,map")
+
+def _is_checkpoint(path: Path) -> bool:
+    "Is the file at `path` an anomalyforge checkpoint? Reads the safetensors header only (its length, then its JSON)."
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 100_000_000: return False
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        return str(meta.get("format", "")).startswith("anomalyforge.checkpoint")
+    except (OSError, ValueError, AttributeError): return False
+
+def _is_map_image(path: Path) -> bool:
+    "Is the file at `path` a map image that `predict` wrote (a PNG carrying its tag)?"
+    from PIL import Image
+    try:
+        with Image.open(path) as im: return im.format == "PNG" and im.text.get("Software") == _MAP_TAG
+    except Exception: return False
+
+# %% ../nbs/16_cli.ipynb #d428d029
+def _inputs(checkpoint=None, images=(), prompts=(), data=None) -> dict[Path, str]:
+    "What a command reads, resolved, and what each is: the checkpoint, image files and folders, prompts, the --data folder."
+    named = {}
+    def add(p, file_kind, folder_kind): named.setdefault(Path(p).resolve(), folder_kind if Path(p).is_dir() else file_kind)
+    if checkpoint: add(checkpoint, "the checkpoint", "the checkpoint")
+    for p in images or (): add(p, "an input image", "an input folder")
+    for p in prompts or (): add(p, "a prompt image", "a prompt folder")
+    if data: add(data, "the data folder", "the data folder")
+    return named
+
+def _check_writable(target: Path, flag: str, folder: Path) -> None:
+    "Refuse `target` unless `folder` (made on the way when missing) can take new files: no file in the way, write permission."
+    base = folder
+    while not (base.exists() or base.is_symlink()) and base != base.parent: base = base.parent
+    if not base.is_dir(): raise AnomalyforgeError(f"cannot write {flag} {target}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK): raise AnomalyforgeError(f"cannot write {flag} {target}: the folder {base} is not writable")
+
+def _check_out_file(path, inputs: dict[Path, str], ours, kind: str, force: bool, flag: str = "--out") -> Path:
+    "`path` if a `kind` may be written there: never over an input, over a file of ours (`ours(path)`) freely, over others with `force`."
+    path = Path(path)
+    if path.is_dir(): raise AnomalyforgeError(f"{flag} {path} is a folder: give a file name for the {kind}")
+    _check_writable(path, flag, path.parent)
+    if not path.exists(): return path
+    real = path.resolve()
+    if real in inputs: raise AnomalyforgeError(f"{flag} {path} is {inputs[real]} this command reads: it is never overwritten; choose another file")
+    if ours(path): return path
+    folder = next((q for q in inputs if q in real.parents), None)
+    if folder is not None: raise AnomalyforgeError(f"{flag} {path} lies in {inputs[folder]} {folder}: its files are never overwritten; choose another file")
+    if not force: raise AnomalyforgeError(f"{flag} {path} exists and is not a {kind} written by anomalyforge: add --force to replace it, or choose another file")
+    return path
+
+def _check_out_folder(path, flag: str = "--out", what: str = "report") -> Path:
+    "`path` if it is, or can become, a writable folder."
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise AnomalyforgeError(f"{flag} {path} is a file: give a folder for the {what}")
+    _check_writable(path, flag, path)
+    return path
+
+def _check_maps_folder(path, inputs: dict[Path, str], names: list[str], force: bool) -> Path:
+    "`path` if the map images `names` may go there: a folder with no input image in it, replacing earlier maps only, unless `force`."
+    path = _check_out_folder(path, "--maps", "map images")
+    real = path.resolve()
+    for q, what in inputs.items():
+        if q == real: raise AnomalyforgeError(f"--maps {path} is {what}: give the map images a folder of their own")
+        if real in q.parents and what != "the checkpoint":
+            raise AnomalyforgeError(f"--maps {path} holds {what} ({q}): give the map images a folder of their own")
+    if path.is_dir():
+        taken = [path / n for n in names if (path / n).exists()]
+        for p in taken:
+            if p.resolve() in inputs: raise AnomalyforgeError(f"--maps {path}: the map {p.name} would replace {inputs[p.resolve()]}; choose another folder")
+        foreign = [p.name for p in taken if not _is_map_image(p)]
+        if foreign and not force:
+            raise AnomalyforgeError(f"--maps {path} holds {len(foreign)} file(s) under the names the maps take that are not map images "
+                                    f"of anomalyforge (e.g. {foreign[0]}): add --force to replace them, or choose another folder")
+    return path
+
+# %% ../nbs/16_cli.ipynb #9dc53033
+def _map_name(i: int, path) -> str: return f"{i:04d}_{Path(path).stem}.png"   # numbered: stems repeat across folders
+
+def _save_map_png(path: Path, image: torch.Tensor, amap: torch.Tensor, vmin: float, vmax: float) -> None:
+    "The overlay of `amap` on `image`, coloured from `vmin` to `vmax`, as a PNG at `path` tagged as a map image of `predict`."
+    from PIL import Image, PngImagePlugin
+    from anomalyforge.widgets import overlay_frame
+    info = PngImagePlugin.PngInfo(); info.add_text("Software", _MAP_TAG)
+    Image.fromarray(overlay_frame(image, amap, vmin, vmax)).save(path, format="PNG", pnginfo=info)
+
+def _score_stream(det, data: AnomalyDataset, rows, spool=None, progress: bool = True) -> tuple[int, float, float]:
+    "Score `data` batch by batch, keeping nothing: a CSV row per image to `rows`, the maps (float32) appended to `spool` if given; count and maps' range."
+    from tqdm import tqdm
+    n, lo, hi = 0, math.inf, -math.inf
+    for b in tqdm(image_batches(data, det.config.batch_size), desc=f"predict {det.name}", leave=False, dynamic_ncols=True, disable=not progress):
+        r = det.predict(b["image"])
+        for p, s in zip(b["path"], r.scores.tolist()):
+            rows.writerow([p, f"{s:.6g}"] + ([_map_name(n, p)] if spool is not None else [])); n += 1
+        if spool is not None:
+            m = r.maps.numpy()
+            spool.write(m.astype(np.float32).tobytes()); lo, hi = min(lo, float(m.min())), max(hi, float(m.max()))
+    return n, lo, hi
+
+def _write_overlays(data: AnomalyDataset, spool, vmin: float, vmax: float, folder: Path, progress: bool = True) -> None:
+    "Read the maps back from `spool` one at a time and write each over its image as a PNG in `folder`, all on the scale vmin..vmax."
+    from tqdm import tqdm
+    side = data.image_size
+    spool.seek(0)
+    for i in tqdm(range(len(data)), desc="maps", leave=False, dynamic_ncols=True, disable=not progress):
+        amap = torch.from_numpy(np.frombuffer(spool.read(4 * side * side), np.float32).reshape(side, side).copy())
+        item = data[i]
+        with atomic_write(folder / _map_name(i, item["path"])) as tmp: _save_map_png(tmp, item["image"], amap, vmin, vmax)
 
 # %% ../nbs/16_cli.ipynb #0c88d67f
 def _cmd_list(args) -> int:
@@ -82,13 +216,20 @@ def _cmd_fit(args) -> int:
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size
     cfg = cls.config_class(**over)                                          # checks the settings before any work
+    out = _check_out_file(args.out, _inputs(data=args.data), _is_checkpoint, "checkpoint", args.force)   # and the output
     train = mvtec_dataset(args.data, args.category, "train", cfg.image_size).check()   # and the data before the backbone loads
     det = create_detector(args.detector, **over)
     used = training_images(det, train)
     det.fit(used)
-    path = det.save(args.out)
+    path = _save(det, out)
     print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {path}")
     return 0
+
+def _save(det, out: Path) -> Path:
+    "`det.save(out)`, a failure to write (a full disk) reported as one line; the atomic write leaves no partial checkpoint."
+    from safetensors import SafetensorError
+    try: return det.save(out)
+    except SafetensorError as e: raise AnomalyforgeError(f"cannot write {out}: {e}") from None
 
 # %% ../nbs/16_cli.ipynb #d528eba1
 def _cmd_train(args) -> int:
@@ -100,6 +241,7 @@ def _cmd_train(args) -> int:
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size
     cfg = cls.config_class(**over)
+    out = _check_out_file(args.out, _inputs(data=args.data), _is_checkpoint, "checkpoint", args.force)
     cats = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else mvtec_categories(args.data)
     if args.synthetic:
         normal = {c: mvtec_dataset(args.data, c, "train", cfg.image_size).check() for c in cats}
@@ -108,7 +250,7 @@ def _cmd_train(args) -> int:
         aux = auxiliary_from_mvtec(args.data, cats, cfg.image_size, seed=cfg.seed)
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
     det = create_detector(args.detector, **over).pretrain(aux)
-    path = det.save(args.out)
+    path = _save(det, out)
     print(f"trained {args.detector} on {aux.description}; saved {path}")
     return 0
 
@@ -117,43 +259,58 @@ def _cmd_evaluate(args) -> int:
     from anomalyforge.data import mvtec_dataset
     from anomalyforge.evaluation import evaluate, metrics_table, write_report
     from anomalyforge.metrics import plot_roc
+    out = _check_out_folder(args.out) if args.out else None
     det = load_detector(args.checkpoint)
-    test = mvtec_dataset(args.data, args.category, "test", det.config.image_size).check()
-    _give_prompts(det, args.prompts, mvtec_dataset(args.data, args.category, "train", det.config.image_size))
+    _refuse_prompts(det, args.prompts)
+    size = det.config.image_size
+    test = mvtec_dataset(args.data, args.category, "test", size).check()
+    fitted = _give_prompts(det, args.prompts, lambda: mvtec_dataset(args.data, args.category, "train", size))
     ev = evaluate(det, test)
+    if fitted: ev.n_train, ev.fit_seconds = fitted
     print(metrics_table([ev]))
-    if args.out:
+    if out:
         import matplotlib; matplotlib.use("Agg")
         figures = {"roc": plot_roc(ev.result)} if "image_auroc" in ev.metrics else {}
-        print(f"report written to {write_report([ev], args.out, figures)}")
+        print(f"report written to {write_report([ev], out, figures)}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #f983fa51
 def _cmd_predict(args) -> int:
+    inputs, samples = _inputs(args.checkpoint, args.images, args.prompts), _list_images(args.images)
+    out = _check_out_file(args.out, inputs, _is_scores_file, "scores file", args.force) if args.out else None
+    maps = _check_maps_folder(args.maps, inputs, [_map_name(i, s.path) for i, s in enumerate(samples)], args.force) if args.maps else None
+    if out and maps and out.resolve() == maps.resolve(): raise AnomalyforgeError(f"--out and --maps both name {out}: give each its own path")
     det = load_detector(args.checkpoint)
-    data = _images_from(args.images, det.config.image_size)
+    _refuse_prompts(det, args.prompts)
+    data = AnomalyDataset(samples, det.config.image_size, name="input").check()
     _give_prompts(det, args.prompts)
-    res = det.predict(data, progress=True)
-    map_names = [f"{i:04d}_{Path(p).stem}.png" for i, p in enumerate(res.paths)]   # numbered: stems repeat across folders
-    buf = io.StringIO(); w = csv.writer(buf); w.writerow(["path", "score"] + (["map"] if args.maps else []))
-    for p, s, m in zip(res.paths, res.scores.tolist(), map_names): w.writerow([p, f"{s:.6g}"] + ([m] if args.maps else []))
-    if args.out:
-        with atomic_write(args.out) as tmp: tmp.write_text(buf.getvalue())
-        print(f"{len(res)} scores written to {args.out}")
-    else: print(buf.getvalue(), end="")
-    if args.maps:
-        from anomalyforge.widgets import overlay_frame, png_bytes
-        vmin, vmax = res.maps.min().item(), res.maps.max().item()
-        for i, name in enumerate(map_names):
-            with atomic_write(Path(args.maps) / name) as tmp: tmp.write_bytes(png_bytes(overlay_frame(data[i]["image"], res.maps[i], vmin, vmax)))
-        print(f"{len(res)} anomaly-map overlays (one colour scale) written to {args.maps}")
+    made = maps is not None and not maps.exists()
+    try:
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(open(stack.enter_context(atomic_write(out)), "w", newline="")) if out else sys.stdout
+            rows = csv.writer(f); rows.writerow(["path", "score"] + (["map"] if maps else []))
+            spool = None
+            if maps:
+                maps.mkdir(parents=True, exist_ok=True)
+                spool = stack.enter_context(tempfile.TemporaryFile(dir=maps))
+            n, lo, hi = _score_stream(det, data, rows, spool)
+            if maps: _write_overlays(data, spool, lo, hi, maps)
+    except BaseException as e:
+        if made:
+            with contextlib.suppress(OSError): maps.rmdir()
+        if isinstance(e, OSError) and e.filename is None and e.strerror and (out or maps):   # a write to the CSV or the spool
+            raise AnomalyforgeError(f"cannot write {' and '.join(str(p) for p in (out, maps) if p)}: {e.strerror}") from None
+        raise
+    if out: print(f"{n} scores written to {out}")
+    if maps: print(f"{n} anomaly-map overlays (one colour scale) written to {maps}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #89bf0c52
 def _cmd_demo(args) -> int:
     from anomalyforge.evaluation import metrics_table, run_demo
     over = parse_overrides(args.detector, args.set)
-    rows = run_demo(args.out, detector=args.detector, quick=args.quick, **over)
+    out = _check_out_folder(args.out, what="tables and figures")
+    rows = run_demo(out, detector=args.detector, quick=args.quick, **over)
     print(metrics_table(rows))
     print(f"\ntables and figures in {args.out}")
     return 0
@@ -171,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     s.add_argument("--image-size", type=int, default=None, help="side of the square images (default: the detector's)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detector setting; repeatable")
+    s.add_argument("--force", action="store_true", help="replace an existing file that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_fit)
     s = sub.add_parser("train", help="train a generalist detector (inctrl) on an auxiliary MVTec-layout folder")
     s.add_argument("detector", help="a detector trained on auxiliary data, e.g. inctrl")
@@ -180,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     s.add_argument("--image-size", type=int, default=None, help="side of the square images (default: the detector's)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detector setting; repeatable")
+    s.add_argument("--force", action="store_true", help="replace an existing file that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_train)
     s = sub.add_parser("predict", help="score images with a fitted detector")
     s.add_argument("checkpoint", help="checkpoint written by `anomalyforge fit` or `train`")
@@ -187,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompts", nargs="+", help="normal sample prompts (files and/or folders) for few-shot detectors such as inctrl")
     s.add_argument("--out", help="CSV file for path,score (default: print)")
     s.add_argument("--maps", help="folder for anomaly-map overlay PNGs")
+    s.add_argument("--force", action="store_true", help="replace an existing file (or map-named file in --maps) that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_predict)
     s = sub.add_parser("evaluate", help="metrics of a fitted detector on the test split of a category")
     s.add_argument("checkpoint"); s.add_argument("--data", required=True); s.add_argument("--category", required=True)
@@ -205,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     "Run the `anomalyforge` command line; returns the exit status (2 with a one-line message on bad input)."
     args = build_parser().parse_args(argv)
     try: return args.run(args)
-    except (AnomalyforgeError, KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"anomalyforge {args.command}: error: {msg}", file=sys.stderr)
+    except (AnomalyforgeError, KeyError, ValueError, OSError) as e:
+        if isinstance(e, KeyError) and e.args: msg = e.args[0]
+        elif isinstance(e, OSError) and e.strerror and (e.filename2 or e.filename): msg = f"{e.filename2 or e.filename}: {e.strerror}"
+        else: msg = str(e)
+        print(f"anomalyforge {args.command}: error: {' '.join(str(msg).splitlines())}", file=sys.stderr)
         return 2

@@ -24,20 +24,20 @@ __all__ = ['METRIC_COLUMNS', 'DEMO_SUITE', 'Evaluation', 'evaluate', 'draw_promp
 # %% ../nbs/06_evaluation.ipynb #f595377b
 @dataclass
 class Evaluation:
-    "One detector on one test set: its `metrics`, the full `result`, timings and the training-set size."
+    "One detector on one test set: its `metrics`, the full `result`, timings and the training-set size (None: unknown)."
     detector: str
     dataset: str
     metrics: dict[str, float]
     result: AnomalyResult = field(repr=False)
-    fit_seconds: float = 0.0
+    fit_seconds: float | None = None
     predict_seconds: float = 0.0
-    n_train: int = 0
+    n_train: int | None = None
 
     def row(self) -> dict:
         "A flat dict for tables: names, metrics, sizes and images per second."
         n = len(self.result)
         return {"detector": self.detector, "dataset": self.dataset, **{k: round(v, 4) for k, v in self.metrics.items()},
-                "n_train": self.n_train, "n_test": n, "fit_s": round(self.fit_seconds, 2),
+                "n_train": self.n_train, "n_test": n, "fit_s": None if self.fit_seconds is None else round(self.fit_seconds, 2),
                 "predict_img_per_s": round(n / self.predict_seconds, 1) if self.predict_seconds > 0 else None}
 
 def evaluate(detector: Detector, test: AnomalyDataset, progress: bool = True) -> Evaluation:
@@ -76,16 +76,21 @@ def mean_row(evals: list[Evaluation], dataset: str) -> dict:
     "One table row with each metric averaged over `evals` (metrics missing anywhere are left out)."
     keys = [k for k in METRIC_COLUMNS if all(k in e.metrics for e in evals)]
     return {"detector": evals[0].detector, "dataset": dataset, **{k: round(float(np.mean([e.metrics[k] for e in evals])), 4) for k in keys},
-            "n_train": sum(e.n_train for e in evals), "n_test": sum(len(e.result) for e in evals),
-            "fit_s": round(sum(e.fit_seconds for e in evals), 2), "predict_img_per_s": None}
+            "n_train": _total([e.n_train for e in evals]), "n_test": sum(len(e.result) for e in evals),
+            "fit_s": _total([e.fit_seconds for e in evals], 2), "predict_img_per_s": None}
+
+def _total(values: list, digits: int | None = None):
+    "The sum of `values`, None (unknown) when any is."
+    if any(v is None for v in values): return None
+    return sum(values) if digits is None else round(sum(values), digits)
 
 def metrics_table(rows: list[dict | Evaluation]) -> str:
     "A Markdown table of evaluations or row dicts: detector, dataset, metrics, sizes, speed."
     rows = [r.row() if isinstance(r, Evaluation) else r for r in rows]
     cols = ["detector", "dataset", *[c for c in METRIC_COLUMNS if any(c in r for r in rows)], "n_train", "n_test", "fit_s", "predict_img_per_s"]
-    fmt = lambda v: "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    fmt = lambda r, c: "" if c not in r else "-" if r[c] is None else (f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r, c) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 # %% ../nbs/06_evaluation.ipynb #3912508d

@@ -1,5 +1,5 @@
 """The installed `anomalyforge` console script, run the way a user runs it: a separate process, its output and files."""
-import csv, io, json, shutil, subprocess, sys
+import csv, io, json, os, shutil, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,18 +18,19 @@ SUBCOMMANDS = {  # subcommand -> options its --help must mention
 DEFECTS = ("foreign", "hole", "scratch", "stain")
 
 
-def run(env, *argv, timeout=300) -> subprocess.CompletedProcess:
+def run(env, *argv, timeout=300, prefix=()) -> subprocess.CompletedProcess:
+    "The console script with `argv`, run after the command words `prefix` (e.g. a limit on file sizes), as a finished process."
     assert CLI.exists(), f"{CLI} is missing: pip install -e . installs the console script"
-    return subprocess.run([str(CLI), *map(str, argv)], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*prefix, str(CLI), *map(str, argv)], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 # Each command spends seconds importing torch and timm: independent commands run a few at a time, and the
 # minute-long demo is started first and checked last, so the other commands run beside it.
 _POOL = ThreadPoolExecutor(max_workers=3)
 
-def start(env, *argv, timeout=300):
+def start(env, *argv, timeout=300, prefix=()):
     "`run` in the background: a Future of the finished process."
-    return _POOL.submit(run, env, *argv, timeout=timeout)
+    return _POOL.submit(run, env, *argv, timeout=timeout, prefix=prefix)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -266,3 +267,152 @@ def test_bad_set_value(bad_runs):
 def test_bad_image_size(bad_runs):
     err = bad(bad_runs, "image_size_zero")
     assert "image" in err and "0" in err, err
+
+
+# -- nothing lost: every output is checked before any work, and OS errors are one line ----------
+
+def snapshot(*roots) -> dict:
+    "Every file and folder under `roots`: path -> (bytes, or None for a folder; modification time in ns)."
+    return {p: (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns) for r in roots for p in [Path(r), *Path(r).rglob("*")]}
+
+
+# Root writes into read-only folders; without the capabilities that override file permissions it meets them as a user does.
+UNPRIVILEGED = () if os.geteuid() != 0 else ("setpriv", "--bounding-set", "-dac_override,-dac_read_search") if shutil.which("setpriv") else None
+SMALL_FILES = ("prlimit", "--fsize=60000") if shutil.which("prlimit") else None   # writing a file past 60 kB fails: a full disk, in effect
+
+
+def _safety_cases(textures):
+    "name -> (argv of the case folder d, text its one-line error holds, command prefix); d holds model.safetensors, imgs/, notes.txt, afile, adir/, ro/."
+    pred = lambda d, *more: ("predict", d / "model.safetensors", d / "imgs", *more)
+    fit = lambda out, *more: ("fit", "patchknn", "--data", textures, "--category", "brick", "--out", out, "--image-size", 96, *more)
+    return {
+        "predict_out_is_the_checkpoint": (lambda d: pred(d, "--out", d / "model.safetensors", "--force"), "is the checkpoint this command reads", ()),
+        "predict_out_is_an_input_image": (lambda d: ("predict", d / "model.safetensors", d / "imgs/000.png", "--out", d / "imgs/000.png", "--force"),
+                                          "is an input image this command reads", ()),
+        "predict_out_in_an_input_folder": (lambda d: pred(d, "--out", d / "imgs/001.png", "--force"), "lies in an input folder", ()),
+        "predict_out_is_another_file": (lambda d: pred(d, "--out", d / "notes.txt"), "is not a scores file written by anomalyforge: add --force", ()),
+        "predict_out_is_a_folder": (lambda d: pred(d, "--out", d / "adir"), "is a folder: give a file name", ()),
+        "predict_out_under_a_file": (lambda d: pred(d, "--out", d / "afile/s.csv"), "afile is a file, not a folder", ()),
+        "predict_out_read_only": (lambda d: pred(d, "--out", d / "ro/s.csv"), "/ro is not writable", UNPRIVILEGED),
+        "predict_maps_is_the_input_folder": (lambda d: pred(d, "--maps", d / "imgs"), "is an input folder: give the map images a folder of their own", ()),
+        "predict_maps_holds_inputs": (lambda d: pred(d, "--maps", d), "holds an input folder", ()),
+        "predict_maps_is_a_file": (lambda d: pred(d, "--maps", d / "afile"), "is a file: give a folder", ()),
+        "predict_maps_read_only_csv_unwritten": (lambda d: pred(d, "--out", d / "s.csv", "--maps", d / "ro/maps"), "/ro is not writable", UNPRIVILEGED),
+        "predict_disk_full": (lambda d: pred(d, "--out", d / "s.csv", "--maps", d / "maps"), "maps: File too large", SMALL_FILES),
+        "fit_over_a_training_image": (lambda d: fit(textures / "brick/train/good/000.png", "--force"), "lies in the data folder", ()),
+        "fit_over_another_file": (lambda d: fit(d / "notes.txt"), "is not a checkpoint written by anomalyforge: add --force", ()),
+        "fit_into_a_folder": (lambda d: fit(d / "adir"), "is a folder: give a file name for the checkpoint", ()),
+        "fit_under_a_file": (lambda d: fit(d / "afile/x.safetensors"), "afile is a file, not a folder", ()),
+        "fit_read_only": (lambda d: fit(d / "ro/x.safetensors"), "/ro is not writable", UNPRIVILEGED),
+        "fit_disk_full": (lambda d: fit(d / "x.safetensors"), "x.safetensors: Error while serializing", SMALL_FILES),
+        "train_over_another_file": (lambda d: ("train", "inctrl", "--data", textures, "--out", d / "notes.txt"), "add --force", ()),
+        "evaluate_out_is_a_file": (lambda d: ("evaluate", d / "model.safetensors", "--data", textures, "--category", "brick", "--out", d / "afile"),
+                                   "is a file: give a folder for the report", ()),
+    }
+SAFETY_CASES = list(_safety_cases(None))
+
+
+@pytest.fixture(scope="module")
+def safety_runs(user_env, textures, fitted, tmp_path_factory):
+    "Every case started side by side, each on a folder of its own: name -> (Future or None where its prefix is missing, folder, expected text, snapshot before)."
+    tmp, runs = tmp_path_factory.mktemp("cli-safe"), {}
+    for name, (argv, expect, prefix) in _safety_cases(textures).items():
+        d = tmp / name; (d / "imgs").mkdir(parents=True)
+        for n in ("000.png", "001.png"): shutil.copy(textures / "brick/test/good" / n, d / "imgs" / n)
+        shutil.copy(fitted[1], d / "model.safetensors")
+        (d / "notes.txt").write_text("my notes\n"); (d / "afile").write_text("a file, not a folder\n"); (d / "adir").mkdir()
+        (d / "ro").mkdir(); (d / "ro").chmod(0o555)
+        before = snapshot(d, textures)
+        runs[name] = (None if prefix is None else start(user_env, *argv(d), prefix=prefix), d, expect, before)
+    return runs
+
+
+@pytest.mark.parametrize("name", SAFETY_CASES)
+def test_nothing_lost(safety_runs, textures, name):
+    "One line on stderr, status 2, and every file and folder of the case and of the dataset as it was (bytes and times)."
+    future, d, expect, before = safety_runs[name]
+    if future is None: pytest.skip("needs setpriv (root ignores read-only folders) or prlimit")
+    proc = future.result()
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"anomalyforge {proc.args[proc.args.index(str(CLI)) + 1]}: error:"), err
+    assert expect in err, err
+    if "disk_full" not in name:   # refused before any work: no progress bar, nothing printed
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == "", proc.stderr
+    after = snapshot(d, textures)
+    if "disk_full" in name: before[d] = after[d] = None   # the write was tried there and undone: the folder's time changed, not what it holds
+    assert after == before, f"changed: {sorted(str(p) for p in set(before) ^ set(after) | {p for p in before if p in after and before[p] != after[p]})}"
+
+
+def test_previous_outputs_are_replaced(user_env, fitted, textures, tmp_path):
+    "A scores file of an earlier run is replaced without --force, another file with it; only that file changes."
+    shutil.copy(fitted[1], tmp_path / "model.safetensors")
+    img = textures / "brick/test/good/000.png"
+    (tmp_path / "old.csv").write_text("path,score\r\n/elsewhere.png,0.5\r\n"); (tmp_path / "notes.txt").write_text("my notes\n")
+    before = snapshot(tmp_path)
+    first, forced = start(user_env, "predict", tmp_path / "model.safetensors", img, "--out", tmp_path / "old.csv"), \
+                    start(user_env, "predict", tmp_path / "model.safetensors", img, "--out", tmp_path / "notes.txt", "--force")
+    ok(first.result()); ok(forced.result())
+    for name in ("old.csv", "notes.txt"):
+        rows = list(csv.reader(open(tmp_path / name)))
+        assert rows[0] == ["path", "score"] and [r[0] for r in rows[1:]] == [str(img)], rows
+    after = snapshot(tmp_path)
+    assert {p for p in before if before[p] != after.get(p)} == {tmp_path, tmp_path / "old.csv", tmp_path / "notes.txt"}
+    assert set(after) == set(before), "a file was added or removed"
+
+
+def test_evaluate_without_train_split(user_env, fitted, textures, tmp_path):
+    "A fitted checkpoint is evaluated on a folder with a test split alone; what the checkpoint does not record shows as '-'."
+    for part in ("test", "ground_truth"): shutil.copytree(textures / "brick" / part, tmp_path / "brick" / part)
+    out = ok(run(user_env, "evaluate", fitted[1], "--data", tmp_path, "--category", "brick")).stdout
+    row = next(l for l in out.splitlines() if l.startswith("| patchknn |"))
+    assert row.endswith(" |") and row.split(" | ")[-4:-1] == ["-", "18", "-"], row
+
+
+# -- memory: predict streams, so peak memory does not grow with the number of images ---------------
+
+MEMORY_SCRIPT = r"""
+import resource, sys
+from anomalyforge.cli import main
+from anomalyforge.core import AnomalyResult, Detector, register_detector
+
+@register_detector
+class Flat(Detector):   # a zero-shot stand-in that costs nothing: memory is what predict itself keeps
+    name, ready_as_built = "memory-standin", True
+    def _predict(self, x): return AnomalyResult(x.mean((1, 2, 3)), x.mean(1))
+
+ckpt, *argv = sys.argv[1:]
+Flat(image_size=128).save(ckpt)
+code = main(["predict", ckpt, *argv])
+print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)   # peak resident memory, MiB
+"""
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory):
+    "3000 small noise images (32 px) in a folder, and their first 500 in another."
+    root = tmp_path_factory.mktemp("many")
+    (root / "500").mkdir(); (root / "3000").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3000):
+        im = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+        im.save(root / "3000" / f"{i:04d}.png")
+        if i < 500: im.save(root / "500" / f"{i:04d}.png")
+    return root
+
+
+@pytest.mark.parametrize("maps", [False, True], ids=["scores", "scores+maps"])
+def test_predict_memory_is_flat(many_images, user_env, tmp_path, maps):
+    "Scoring 3000 images (maps of 128 x 128, 190 MB of them) peaks no higher than scoring 500, give or take 40 MiB."
+    peaks = {}
+    for n in (500, 3000):
+        more = ["--out", tmp_path / f"{n}.csv"] + (["--maps", tmp_path / f"maps{n}"] if maps else [])
+        proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, tmp_path / f"{n}.safetensors", many_images / str(n), *more],
+                              env=user_env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        code, peaks[n] = map(int, proc.stdout.split()[-2:])
+        assert code == 0
+        assert len(list(csv.reader(open(tmp_path / f"{n}.csv")))) == n + 1
+        if maps: assert len(list((tmp_path / f"maps{n}").iterdir())) == n
+    assert peaks[3000] - peaks[500] < 40, f"peak memory grows with the images scored: {peaks} MiB"
