@@ -605,3 +605,15 @@ def test_execute_keep_slow_leaves_flagged_cells_with_their_outputs(demo):
         with ds._in_project(demo): ds.execute_notebooks([path], timeout=120)          # without it, the slow cell runs
         assert "".join(json.loads(path.read_text())["cells"][1]["outputs"][0]["text"]) == "ran now\n"
     finally: path.unlink()
+
+
+def test_execute_drops_widget_state_a_run_does_not_make(demo):
+    "Widget state left from an earlier run (say, its progress bars) goes when a run makes no widgets."
+    path = demo / "nbs" / "03_plain.ipynb"
+    nb = new_notebook(cells=[new_code_cell("print(1)")])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"stale": {"model_name": "FloatProgressModel"}}, "version_major": 2, "version_minor": 0}}
+    nbformat.write(nb, path)
+    try:
+        with ds._in_project(demo): ds.execute_notebooks([path], timeout=120)
+        assert "widgets" not in json.loads(path.read_text())["metadata"]
+    finally: path.unlink()

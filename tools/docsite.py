@@ -131,6 +131,7 @@ def execute_notebooks(paths, timeout: int = 600, keep_slow: bool = False) -> lis
     for p in tqdm(paths, desc="executing", unit="nb"):
         nb = nbformat.read(p, as_version=4)
         kept = [c for c in nb.cells if keep_slow and c.cell_type == "code" and _KEEP_FLAGS.search(c.source)]
+        if not kept: nb.metadata.pop("widgets", None)   # a run that makes no widgets must not keep the last run's (stale bars)
         for c in kept: c.metadata.setdefault("tags", []).append("skip-execution")
         NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, skip_cells_with_tag="skip-execution",
                        extra_arguments=["--IPKernelApp.log_level=ERROR"],   # no kernel start-up warnings in outputs
