@@ -17,7 +17,7 @@ from torch import nn
 from .core import CheckpointError, Detector, atomic_write, get_detector_class
 
 # %% auto #0
-__all__ = ['read_checkpoint', 'load_detector']
+__all__ = ['read_checkpoint', 'is_checkpoint', 'load_detector']
 
 # %% ../nbs/00a_checkpoint.ipynb #f578c53c
 _RENAMED_FIELDS = {"pretrained": "weights"}   # config fields renamed since checkpoints were first written: old -> new name
@@ -39,12 +39,16 @@ def _config_from_dict(cls, d: dict):
 # %% ../nbs/00a_checkpoint.ipynb #6374bdef
 _CKPT_FORMAT = "anomalyforge.checkpoint.v1"
 
+def _header_metadata(path: Path) -> dict[str, str]:
+    "The metadata of safetensors file `path`, from its header alone (no tensor is read)."
+    with safe_open(str(path), framework="pt") as f: return f.metadata() or {}
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     "The metadata (detector, config, version, external fingerprints) and tensors of checkpoint `path`, with clear errors."
     path = Path(path)
     if not path.is_file(): raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f: meta = f.metadata() or {}
+        meta = _header_metadata(path)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from e
     if meta.get("format") != _CKPT_FORMAT:
@@ -56,6 +60,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from e
     return dict(meta, config=json.loads(meta["config"]), external=json.loads(meta.get("external") or "{}")), tensors
+
+# %% ../nbs/00a_checkpoint.ipynb #34556161
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    "Whether `path` is an anomalyforge checkpoint, judged from its safetensors header alone (no tensor read, nothing verified)."
+    try: return Path(path).is_file() and _header_metadata(Path(path)).get("format") == _CKPT_FORMAT
+    except (SafetensorError, OSError, ValueError): return False
 
 # %% ../nbs/00a_checkpoint.ipynb #926694d4
 @patch
@@ -113,7 +123,10 @@ def save(self: Detector, path: str | os.PathLike, portable: bool = False) -> Pat
     from anomalyforge import __version__
     meta = {"format": _CKPT_FORMAT, "detector": self.name, "config": json.dumps(asdict(self.config)),
             "anomalyforge_version": __version__, "external": json.dumps(external)}
-    with atomic_write(path) as tmp: _write_safetensors(tensors, tmp, meta)
+    try:
+        with atomic_write(path) as tmp: _write_safetensors(tensors, tmp, meta)
+    except SafetensorError as e:   # safetensors reports a failed write (a full disk) as its own error type
+        raise CheckpointError(f"cannot write checkpoint {path}: {e}") from None
     return path
 
 # %% ../nbs/00a_checkpoint.ipynb #7ffe6a28

@@ -4,14 +4,14 @@
 
 # %% ../nbs/16_cli.ipynb #8322b508
 from __future__ import annotations
-import argparse, contextlib, csv, dataclasses, json, math, os, re, sys, tempfile, time
+import argparse, contextlib, csv, dataclasses, math, os, re, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .core import AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, image_batches, list_detectors
-from .checkpoint import load_detector
+from .checkpoint import is_checkpoint, load_detector
 from .data import AnomalyDataset, Sample
 
 # %% auto #0
@@ -90,16 +90,6 @@ def _is_scores_file(path: Path) -> bool:
         with open(path, "rb") as f: first = f.readline(100)
     except OSError: return False
     return first.rstrip(b"\r\n") in (b"path,score", b"path,score,map")
-
-def _is_checkpoint(path: Path) -> bool:
-    "Is the file at `path` an anomalyforge checkpoint? Reads the safetensors header only (its length, then its JSON)."
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 0 < n < 100_000_000: return False
-            meta = json.loads(f.read(n)).get("__metadata__") or {}
-        return str(meta.get("format", "")).startswith("anomalyforge.checkpoint")
-    except (OSError, ValueError, AttributeError): return False
 
 def _is_map_image(path: Path) -> bool:
     "Is the file at `path` a map image that `predict` wrote (a PNG carrying its tag)?"
@@ -216,20 +206,14 @@ def _cmd_fit(args) -> int:
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size
     cfg = cls.config_class(**over)                                          # checks the settings before any work
-    out = _check_out_file(args.out, _inputs(data=args.data), _is_checkpoint, "checkpoint", args.force)   # and the output
+    out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)   # and the output
     train = mvtec_dataset(args.data, args.category, "train", cfg.image_size).check()   # and the data before the backbone loads
     det = create_detector(args.detector, **over)
     used = training_images(det, train)
     det.fit(used)
-    path = _save(det, out)
+    path = det.save(out)
     print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {path}")
     return 0
-
-def _save(det, out: Path) -> Path:
-    "`det.save(out)`, a failure to write (a full disk) reported as one line; the atomic write leaves no partial checkpoint."
-    from safetensors import SafetensorError
-    try: return det.save(out)
-    except SafetensorError as e: raise AnomalyforgeError(f"cannot write {out}: {e}") from None
 
 # %% ../nbs/16_cli.ipynb #d528eba1
 def _cmd_train(args) -> int:
@@ -241,7 +225,7 @@ def _cmd_train(args) -> int:
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size
     cfg = cls.config_class(**over)
-    out = _check_out_file(args.out, _inputs(data=args.data), _is_checkpoint, "checkpoint", args.force)
+    out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)
     cats = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else mvtec_categories(args.data)
     if args.synthetic:
         normal = {c: mvtec_dataset(args.data, c, "train", cfg.image_size).check() for c in cats}
@@ -250,7 +234,7 @@ def _cmd_train(args) -> int:
         aux = auxiliary_from_mvtec(args.data, cats, cfg.image_size, seed=cfg.seed)
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
     det = create_detector(args.detector, **over).pretrain(aux)
-    path = _save(det, out)
+    path = det.save(out)
     print(f"trained {args.detector} on {aux.description}; saved {path}")
     return 0
 
