@@ -57,22 +57,23 @@ class AuxiliarySet:
 def _pick(n: int, limit: int | None, rng: np.random.Generator) -> list[int]:
     return sorted(rng.permutation(n)[:limit].tolist()) if limit is not None and n > limit else list(range(n))
 
-def auxiliary_from_mvtec(root, categories: list[str] | None = None, image_size: int = 224,
-                         max_normal: int | None = None, max_anomalous: int | None = None, seed: int = 0) -> AuxiliarySet:
+def auxiliary_from_mvtec(root, categories: list[str] | None = None, image_size: int | tuple[int, int] = 224,
+                         max_normal: int | None = None, max_anomalous: int | None = None, seed: int = 0,
+                         keep_aspect: bool = False) -> AuxiliarySet:
     "An auxiliary set from an MVTec-layout folder: per category, normal images of both splits and the test defects (optionally subsampled)."
     root, rng = Path(root), np.random.default_rng(seed)
     cats = list(categories) if categories else mvtec_categories(root)
     tasks = []
     for cat in cats:
-        train, test = mvtec_dataset(root, cat, "train", image_size), mvtec_dataset(root, cat, "test", image_size)
+        train, test = (mvtec_dataset(root, cat, split, image_size, keep_aspect) for split in ("train", "test"))
         labels = test.labels
         if labels is None: raise DataError(f"{root / cat / 'test'} has images without a label folder")
         normal = [*train.samples, *(s for s, y in zip(test.samples, labels) if y == 0)]
         anomalous = [s for s, y in zip(test.samples, labels) if y == 1]
         normal = [normal[i] for i in _pick(len(normal), max_normal, rng)]
         anomalous = [anomalous[i] for i in _pick(len(anomalous), max_anomalous, rng)]
-        tasks.append(AuxiliaryTask(cat, AnomalyDataset(normal, image_size, name=f"{cat} normal"),
-                                   AnomalyDataset(anomalous, image_size, name=f"{cat} anomalous")))
+        tasks.append(AuxiliaryTask(cat, AnomalyDataset(normal, image_size, name=f"{cat} normal", keep_aspect=keep_aspect),
+                                   AnomalyDataset(anomalous, image_size, name=f"{cat} anomalous", keep_aspect=keep_aspect)))
     n, a = sum(len(t.normal) for t in tasks), sum(len(t.anomalous) for t in tasks)
     return AuxiliarySet(tasks, "mvtec", f"mvtec folder {root.name}: {', '.join(cats)} ({n} normal, {a} real anomalous images)")
 

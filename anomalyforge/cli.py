@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, image_batches, list_detectors
+from .core import (AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, image_batches, image_hw,
+                               image_size_setting, list_detectors)
 from .checkpoint import is_checkpoint, load_detector
-from .data import AnomalyDataset, Sample
+from .data import AnomalyDataset, Sample, typical_size
 
 # %% auto #0
 __all__ = ['parse_overrides', 'build_parser', 'main']
@@ -40,7 +41,7 @@ def parse_overrides(detector: str, pairs: list[str]) -> dict:
         key, text = pair.split("=", 1)
         key = key.strip().replace("-", "_")
         if key not in fields: raise ValueError(f"{detector} has no setting '{key}'; settings: {', '.join(fields)}")
-        try: out[key] = _parse_value(text.strip(), fields[key])
+        try: out[key] = image_size_setting(text.strip()) if key == "image_size" else _parse_value(text.strip(), fields[key])
         except ValueError as e: raise ValueError(f"--set {key}: {e}") from None
     return out
 
@@ -55,9 +56,24 @@ def _list_images(paths: list) -> list[Sample]:
         else: raise DataError(f"{p} is neither an image file nor a folder")
     return samples
 
-def _images_from(paths: list, image_size: int) -> AnomalyDataset:
-    "The images named on the command line as one dataset at `image_size`, every file opened once."
-    return AnomalyDataset(_list_images(paths), image_size, name="input").check()
+def _sizing(cfg) -> dict:
+    "The dataset sizing a detector's config asks for: `image_size` and `keep_aspect`, so every split is read as the detector was fitted."
+    return {"image_size": cfg.image_size, "keep_aspect": cfg.keep_aspect}
+
+def _images_from(paths: list, cfg) -> AnomalyDataset:
+    "The images named on the command line as one dataset sized as `cfg` says, every file opened once."
+    return AnomalyDataset(_list_images(paths), name="input", **_sizing(cfg)).check()
+
+def _warn_squashed(data: AnomalyDataset, cfg, limit: float = 1.5) -> None:
+    "Warn (stderr) when `data`'s images are stretched to a shape whose aspect ratio is off by more than `limit`, and name a size that fits."
+    if cfg.keep_aspect or not len(data): return
+    (h, w), (H, W) = typical_size(data), image_hw(cfg.image_size)
+    off = (h / w) / (H / W)
+    if max(off, 1 / off) <= limit: return
+    side = min(H, W)
+    fit = (16 * round(side * h / w / 16), side) if h >= w else (side, 16 * round(side * w / h / 16))   # shorter side kept, multiples of 16
+    print(f"warning: the images are about {h}x{w} (height x width) but are read at {H}x{W}, which distorts them {max(off, 1 / off):.1f}x: "
+          f"thin defects get thinner. Use --image-size {fit[0]}x{fit[1]} (their shape), or --keep-aspect", file=sys.stderr)
 
 # %% ../nbs/16_cli.ipynb #3d5c12dd
 def _refuse_prompts(det, prompts) -> None:
@@ -69,7 +85,7 @@ def _give_prompts(det, prompts: list[str] | None, train_split=None) -> tuple[int
     "Fit a prompt-taking `det` on the `--prompts` images, or on k drawn (seeded) from `train_split()`; (prompts, seconds) when it fitted."
     _refuse_prompts(det, prompts)
     if not det.takes_prompts or (not prompts and bool(det.fitted)): return None
-    if prompts: used = _images_from(prompts, det.config.image_size)
+    if prompts: used = _images_from(prompts, det.config)
     else:
         k = det.config.shots
         if train_split is None: raise ValueError(f"{det.name} needs k={k} normal sample prompts: give them with --prompts (files or folders)")
@@ -181,12 +197,15 @@ def _score_stream(det, data: AnomalyDataset, rows, spool=None, progress: bool = 
 def _write_overlays(data: AnomalyDataset, spool, vmin: float, vmax: float, folder: Path, progress: bool = True) -> None:
     "Read the maps back from `spool` one at a time and write each over its image as a PNG in `folder`, all on the scale vmin..vmax."
     from tqdm import tqdm
-    side = data.image_size
+    from anomalyforge.data import load_image
+    h, w = data.transform.hw
     spool.seek(0)
     for i in tqdm(range(len(data)), desc="maps", leave=False, dynamic_ncols=True, disable=not progress):
-        amap = torch.from_numpy(np.frombuffer(spool.read(4 * side * side), np.float32).reshape(side, side).copy())
-        item = data[i]
-        with atomic_write(folder / _map_name(i, item["path"])) as tmp: _save_map_png(tmp, item["image"], amap, vmin, vmax)
+        amap = torch.from_numpy(np.frombuffer(spool.read(4 * h * w), np.float32).reshape(h, w).copy())
+        path = data.samples[i].path
+        image = torch.from_numpy(np.asarray(load_image(path), np.float32) / 255).permute(2, 0, 1)   # the file at its own resolution
+        amap = data.transform.restore(amap, *image.shape[-2:])
+        with atomic_write(folder / _map_name(i, path)) as tmp: _save_map_png(tmp, image, amap, vmin, vmax)
 
 # %% ../nbs/16_cli.ipynb #0c88d67f
 def _cmd_list(args) -> int:
@@ -204,10 +223,12 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"{args.detector} learns from auxiliary data first: run `anomalyforge train {args.detector} --data FOLDER --out FILE`, "
                          "then give it prompts with `evaluate` or `predict --prompts`")
     over = parse_overrides(args.detector, args.set)
-    if args.image_size is not None: over["image_size"] = args.image_size
+    if args.image_size is not None: over["image_size"] = image_size_setting(args.image_size)
+    if args.keep_aspect: over["keep_aspect"] = True
     cfg = cls.config_class(**over)                                          # checks the settings before any work
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)   # and the output
-    train = mvtec_dataset(args.data, args.category, "train", cfg.image_size).check()   # and the data before the backbone loads
+    train = mvtec_dataset(args.data, args.category, "train", **_sizing(cfg)).check()   # and the data before the backbone loads
+    _warn_squashed(train, cfg)
     det = create_detector(args.detector, **over)
     used = training_images(det, train)
     det.fit(used)
@@ -223,15 +244,16 @@ def _cmd_train(args) -> int:
         raise ValueError(f"{args.detector} is not trained on auxiliary data: use `anomalyforge fit {args.detector}` on normal images")
     from anomalyforge.auxiliary import auxiliary_from_mvtec, auxiliary_from_synthesis
     over = parse_overrides(args.detector, args.set)
-    if args.image_size is not None: over["image_size"] = args.image_size
+    if args.image_size is not None: over["image_size"] = image_size_setting(args.image_size)
+    if args.keep_aspect: over["keep_aspect"] = True
     cfg = cls.config_class(**over)
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)
     cats = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else mvtec_categories(args.data)
     if args.synthetic:
-        normal = {c: mvtec_dataset(args.data, c, "train", cfg.image_size).check() for c in cats}
+        normal = {c: mvtec_dataset(args.data, c, "train", **_sizing(cfg)).check() for c in cats}
         aux = auxiliary_from_synthesis(normal, seed=cfg.seed, name=Path(args.data).name)
     else:
-        aux = auxiliary_from_mvtec(args.data, cats, cfg.image_size, seed=cfg.seed)
+        aux = auxiliary_from_mvtec(args.data, cats, seed=cfg.seed, **_sizing(cfg))
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
     det = create_detector(args.detector, **over).pretrain(aux)
     path = det.save(out)
@@ -246,9 +268,9 @@ def _cmd_evaluate(args) -> int:
     out = _check_out_folder(args.out) if args.out else None
     det = load_detector(args.checkpoint)
     _refuse_prompts(det, args.prompts)
-    size = det.config.image_size
-    test = mvtec_dataset(args.data, args.category, "test", size).check()
-    fitted = _give_prompts(det, args.prompts, lambda: mvtec_dataset(args.data, args.category, "train", size))
+    size = _sizing(det.config)
+    test = mvtec_dataset(args.data, args.category, "test", **size).check()
+    fitted = _give_prompts(det, args.prompts, lambda: mvtec_dataset(args.data, args.category, "train", **size))
     ev = evaluate(det, test)
     if fitted: ev.n_train, ev.fit_seconds = fitted
     print(metrics_table([ev]))
@@ -266,7 +288,7 @@ def _cmd_predict(args) -> int:
     if out and maps and out.resolve() == maps.resolve(): raise AnomalyforgeError(f"--out and --maps both name {out}: give each its own path")
     det = load_detector(args.checkpoint)
     _refuse_prompts(det, args.prompts)
-    data = AnomalyDataset(samples, det.config.image_size, name="input").check()
+    data = AnomalyDataset(samples, name="input", **_sizing(det.config)).check()
     _give_prompts(det, args.prompts)
     made = maps is not None and not maps.exists()
     try:
@@ -310,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="MVTec-layout dataset folder (MVTec AD, BTAD, MPDD, converted VisA)")
     s.add_argument("--category", required=True, help="category folder inside --data")
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
-    s.add_argument("--image-size", type=int, default=None, help="side of the square images (default: the detector's)")
+    s.add_argument("--image-size", default=None, metavar="SIZE", help="image size: a square's side (256) or HEIGHTxWIDTH (560x224); default: the detector's")
+    s.add_argument("--keep-aspect", action="store_true", help="fit each image inside --image-size keeping its aspect ratio (edge-padded), instead of stretching it")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detector setting; repeatable")
     s.add_argument("--force", action="store_true", help="replace an existing file that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_fit)
@@ -320,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--category", help="comma-separated categories (default: all)")
     s.add_argument("--synthetic", action="store_true", help="train on synthetic anomalies made on the normal training images, not the test defects")
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
-    s.add_argument("--image-size", type=int, default=None, help="side of the square images (default: the detector's)")
+    s.add_argument("--image-size", default=None, metavar="SIZE", help="image size: a square's side (256) or HEIGHTxWIDTH (560x224); default: the detector's")
+    s.add_argument("--keep-aspect", action="store_true", help="fit each image inside --image-size keeping its aspect ratio (edge-padded), instead of stretching it")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detector setting; repeatable")
     s.add_argument("--force", action="store_true", help="replace an existing file that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_train)

@@ -80,7 +80,7 @@ def anomaly_probability(embeddings: torch.Tensor, text: torch.Tensor, temperatur
 @dataclass
 class ClipConfig(DetectorConfig):
     "Settings shared by the CLIP detectors; defaults after WinCLIP (Jeong et al., 2023)."
-    image_size: int = 224                   # images are loaded at this size and maps returned at it; CLIP resizes to its own input
+    image_size: int | tuple[int, int] = 224   # images are loaded at this size and maps returned at it; CLIP resizes to its own (square) input
     model_name: str = "ViT-B-16"            # any OpenCLIP ViT (open_clip.list_models())
     weights: str = "openai"                 # an OpenCLIP tag of model_name, a local checkpoint file, or 'random'
     object_name: str = "object"             # what the images show, as it goes into the prompts ("brick wall", "screw")

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['STALE_TEMP_AGE_S', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError',
            'NotFittedError', 'seed_everything', 'seeded', 'resolve_device', 'to_tensor', 'as_image_batch',
-           'AnomalyResult', 'image_batches', 'stale_temp_files', 'atomic_write', 'DetectorConfig', 'Detector',
-           'Registry', 'register_detector', 'get_detector_class', 'list_detectors', 'create_detector']
+           'AnomalyResult', 'image_batches', 'stale_temp_files', 'atomic_write', 'image_hw', 'image_size_setting',
+           'DetectorConfig', 'Detector', 'Registry', 'register_detector', 'get_detector_class', 'list_detectors',
+           'create_detector']
 
 # %% ../nbs/00_core.ipynb #4ed20854
 class AnomalyforgeError(Exception):
@@ -232,11 +233,30 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         if fd is not None: os.close(fd)
 
+# %% ../nbs/00_core.ipynb #440b1fc0
+def image_hw(size) -> tuple[int, int]:
+    "`size` as (height, width): an int is a square's side; a pair or a string `'HxW'` gives both. A `ValueError` names anything else."
+    if isinstance(size, str):
+        parts = size.lower().replace(" ", "").split("x")
+        try: size = int(parts[0]) if len(parts) == 1 else tuple(int(p) for p in parts)
+        except ValueError: raise ValueError(f"image_size must be a number of pixels or HEIGHTxWIDTH such as 560x224, got {size!r}") from None
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool): size = (int(size), int(size))
+    ok = isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)
+    if not ok: raise ValueError(f"image_size must be an int (a square's side) or a (height, width) pair of ints, got {size!r}")
+    if min(size) < 1: raise ValueError(f"image_size must be a positive number of pixels, got {size!r}")
+    return int(size[0]), int(size[1])
+
+def image_size_setting(size) -> int | tuple[int, int]:
+    "The canonical `image_size` setting: an int for a square given as an int, else the (height, width) tuple (a checkpoint's JSON list included)."
+    h, w = image_hw(size)
+    return h if isinstance(size, numbers.Integral) or (isinstance(size, str) and "x" not in size.lower()) else (h, w)
+
 # %% ../nbs/00_core.ipynb #1bae4bce
 @dataclass
 class DetectorConfig:
     "Settings every detector has; each detector's config subclasses this with its paper's defaults."
-    image_size: int = 256   # side of the square images the detector is fitted and evaluated on
+    image_size: int | tuple[int, int] = 256   # square side, or (height, width): the size images are fitted and evaluated at
+    keep_aspect: bool = False                  # fit each image inside image_size keeping its aspect ratio (edge-padded), not stretched
     batch_size: int = 16
     device: str = "auto"
     seed: int = 0
@@ -247,7 +267,7 @@ class DetectorConfig:
             for x in (v if isinstance(v, (tuple, list)) else (v,)):
                 if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral) and not math.isfinite(x):
                     raise ValueError(f"{f.name} must be a finite number, got {v!r}")
-        if self.image_size < 1: raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
+        self.image_size = image_size_setting(self.image_size)
         if self.batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 # %% ../nbs/00_core.ipynb #ce5879e8

@@ -13,11 +13,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .core import DataError, atomic_write
+from .core import DataError, atomic_write, image_hw
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'load_image', 'load_mask', 'ImageTransform', 'Sample', 'AnomalyDataset', 'mvtec_categories',
-           'mvtec_samples', 'mvtec_dataset', 'folder_dataset', 'image_folder', 'convert_visa', 'load_images']
+           'mvtec_samples', 'mvtec_dataset', 'typical_size', 'folder_dataset', 'image_folder', 'convert_visa',
+           'load_images']
 
 # %% ../nbs/01_data.ipynb #8131fe13
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -53,16 +54,42 @@ def load_mask(path: str | Path) -> np.ndarray:
 # %% ../nbs/01_data.ipynb #9a3107d6
 @dataclass
 class ImageTransform:
-    "Resize to `size` x `size` and convert: images to float (3, H, W) in [0, 1], masks to bool (H, W)."
-    size: int = 256
+    "Resize to `size` (a side or (height, width)), stretched or letterboxed (`keep_aspect`); images to float (3, H, W) in [0, 1], masks to bool (H, W)."
+    size: int | tuple[int, int] = 256
+    keep_aspect: bool = False
+
+    @property
+    def hw(self) -> tuple[int, int]: return image_hw(self.size)
+
+    def placement(self, height: int, width: int) -> tuple[int, int, int, int]:
+        "Where an image of `height` x `width` lands on the output: (top, left, height, width)."
+        H, W = self.hw
+        if not self.keep_aspect: return 0, 0, H, W
+        s = min(H / height, W / width)
+        h, w = min(H, max(1, round(height * s))), min(W, max(1, round(width * s)))
+        return (H - h) // 2, (W - w) // 2, h, w
+
+    def _place(self, a: np.ndarray, height: int, width: int, resample, pad: str) -> np.ndarray:
+        top, left, h, w = self.placement(height, width)
+        a = np.asarray(Image.fromarray(a).resize((w, h), resample))
+        H, W = self.hw
+        if (h, w) == (H, W): return a
+        widths = ((top, H - h - top), (left, W - w - left)) + ((0, 0),) * (a.ndim - 2)
+        return np.pad(a, widths, mode=pad)
 
     def image(self, im: Image.Image) -> torch.Tensor:
-        im = im.resize((self.size, self.size), Image.BILINEAR)
-        return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
+        a = self._place(np.asarray(im), im.height, im.width, Image.BILINEAR, "edge")
+        return torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
 
     def mask(self, m: np.ndarray) -> torch.Tensor:
-        im = Image.fromarray(m.astype(np.uint8) * 255).resize((self.size, self.size), Image.NEAREST)
-        return torch.from_numpy(np.asarray(im) > 127)
+        return torch.from_numpy(self._place(m.astype(np.uint8) * 255, *m.shape, Image.NEAREST, "constant") > 127)
+
+    def restore(self, amap, height: int, width: int) -> torch.Tensor:
+        "An anomaly map (H, W) at this transform's size back at the source image's `height` x `width`: padding cut away, resized bilinearly."
+        amap = torch.as_tensor(amap, dtype=torch.float32)
+        top, left, h, w = self.placement(height, width)
+        amap = amap[top:top + h, left:left + w]
+        return torch.nn.functional.interpolate(amap[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
 
 # %% ../nbs/01_data.ipynb #5fe4e514
 def _sized_mask(s: Sample, image: Image.Image, m: np.ndarray) -> np.ndarray:
@@ -82,13 +109,18 @@ class Sample:
 
 class AnomalyDataset(Dataset):
     "Samples read as dicts: `image` (3, H, W) in [0, 1], `path`, `defect`, and `label` / `mask` (H, W) when known."
-    def __init__(self, samples: list[Sample], image_size: int = 256, has_masks: bool = False, name: str = ""):
-        self.samples, self.transform, self.has_masks, self.name = list(samples), ImageTransform(image_size), has_masks, name
+    def __init__(self, samples: list[Sample], image_size: int | tuple[int, int] = 256, has_masks: bool = False, name: str = "",
+                 keep_aspect: bool = False):
+        self.samples, self.has_masks, self.name = list(samples), has_masks, name
+        self.transform = ImageTransform(image_size, keep_aspect)
 
     def __len__(self): return len(self.samples)
 
     @property
-    def image_size(self) -> int: return self.transform.size
+    def image_size(self) -> int | tuple[int, int]: return self.transform.size
+
+    @property
+    def keep_aspect(self) -> bool: return self.transform.keep_aspect
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -103,12 +135,19 @@ class AnomalyDataset(Dataset):
         if s.label is not None: item["label"] = s.label
         if self.has_masks:
             if s.mask is not None: item["mask"] = self.transform.mask(_sized_mask(s, im, load_mask(s.mask)))
-            else: item["mask"] = torch.zeros(self.image_size, self.image_size, dtype=torch.bool)
+            else: item["mask"] = torch.zeros(self.transform.hw, dtype=torch.bool)
         return item
 
     def subset(self, idx) -> AnomalyDataset:
         "A dataset of the samples at `idx` (same transform and mask setting)."
-        return AnomalyDataset([self.samples[i] for i in np.asarray(idx).tolist()], self.image_size, self.has_masks, self.name)
+        return AnomalyDataset([self.samples[i] for i in np.asarray(idx).tolist()], self.image_size, self.has_masks, self.name, self.keep_aspect)
+
+    def restore(self, i: int, amap) -> torch.Tensor:
+        "Anomaly map `amap` of item `i` at the resolution of its file (reads only the file's header)."
+        try:
+            with Image.open(self.samples[i].path) as im: width, height = im.size
+        except (OSError, ValueError) as e: raise DataError(f"cannot read the size of {self.samples[i].path}: {e}") from e
+        return self.transform.restore(amap, height, width)
 
     def check(self) -> AnomalyDataset:
         "Open every image and mask once; raise a `DataError` listing the unreadable files and the masks not of their image's size."
@@ -133,7 +172,8 @@ class AnomalyDataset(Dataset):
     def __repr__(self):
         lab = self.labels
         counts = "" if lab is None else f", {int((lab == 0).sum())} normal / {int((lab == 1).sum())} anomalous"
-        return f"AnomalyDataset({self.name!r}, n={len(self)}{counts}, size={self.image_size}, masks={self.has_masks})"
+        size = "x".join(map(str, self.transform.hw)) + (", keep_aspect" if self.keep_aspect else "")
+        return f"AnomalyDataset({self.name!r}, n={len(self)}{counts}, size={size}, masks={self.has_masks})"
 
 # %% ../nbs/01_data.ipynb #874847ec
 _NORMAL_DIRS = ("good", "ok")
@@ -182,10 +222,24 @@ def mvtec_samples(root: str | Path, category: str, split: str = "train") -> tupl
         raise DataError(f"no images in {folder}" + (f"/{'|'.join(_NORMAL_DIRS)}: the training set is empty" if split == "train" else ""))
     return samples, has_masks
 
-def mvtec_dataset(root: str | Path, category: str, split: str = "train", image_size: int = 256) -> AnomalyDataset:
+def mvtec_dataset(root: str | Path, category: str, split: str = "train", image_size: int | tuple[int, int] = 256,
+                  keep_aspect: bool = False) -> AnomalyDataset:
     "The `split` of `category` in an MVTec-layout folder (MVTec AD, BTAD, MPDD, converted VisA) as a dataset."
     samples, has_masks = mvtec_samples(root, category, split)
-    return AnomalyDataset(samples, image_size, has_masks, name=f"{Path(root).name}/{category}/{split}")
+    return AnomalyDataset(samples, image_size, has_masks, name=f"{Path(root).name}/{category}/{split}", keep_aspect=keep_aspect)
+
+# %% ../nbs/01_data.ipynb #66693dca
+def typical_size(data: AnomalyDataset, n: int = 64) -> tuple[int, int]:
+    "Median (height, width) of up to `n` evenly spaced files of `data`, read from their headers."
+    if not len(data): raise DataError(f"{data.name or 'the dataset'} is empty: no image size to read")
+    sizes = []
+    for i in np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int):
+        path = data.samples[i].path
+        try:
+            with Image.open(path) as im: sizes.append(im.size[::-1])
+        except (OSError, ValueError) as e: raise DataError(f"cannot read the size of {path}: {e}") from e
+    h, w = np.median(np.array(sizes), axis=0)
+    return int(round(h)), int(round(w))
 
 # %% ../nbs/01_data.ipynb #3f3425e6
 def _folder_images(folder) -> tuple[Path, list[Path]]:
@@ -197,7 +251,7 @@ def _folder_images(folder) -> tuple[Path, list[Path]]:
     return folder, imgs
 
 def folder_dataset(normal: str | Path | None = None, anomalous: str | Path | None = None,
-                   masks: str | Path | None = None, image_size: int = 256) -> AnomalyDataset:
+                   masks: str | Path | None = None, image_size: int | tuple[int, int] = 256, keep_aspect: bool = False) -> AnomalyDataset:
     "A labelled dataset from a folder of normal and/or a folder of anomalous images (masks matched by file stem)."
     if normal is None and anomalous is None: raise ValueError("give a folder of normal images, of anomalous images, or both")
     samples = []
@@ -210,12 +264,12 @@ def folder_dataset(normal: str | Path | None = None, anomalous: str | Path | Non
                 m = _find_mask(Path(masks), p.stem)
                 if m is None: raise DataError(f"no mask for {p} in {masks}")
             samples.append(Sample(p, label, m, "good" if label == 0 else folder.name))
-    return AnomalyDataset(samples, image_size, has_masks=masks is not None, name=Path(normal or anomalous).name)
+    return AnomalyDataset(samples, image_size, has_masks=masks is not None, name=Path(normal or anomalous).name, keep_aspect=keep_aspect)
 
-def image_folder(folder: str | Path, image_size: int = 256) -> AnomalyDataset:
+def image_folder(folder: str | Path, image_size: int | tuple[int, int] = 256, keep_aspect: bool = False) -> AnomalyDataset:
     "The images in `folder` (unlabelled), for scoring."
     folder, imgs = _folder_images(folder)
-    return AnomalyDataset([Sample(p) for p in imgs], image_size, name=folder.name)
+    return AnomalyDataset([Sample(p) for p in imgs], image_size, name=folder.name, keep_aspect=keep_aspect)
 
 # %% ../nbs/01_data.ipynb #f3d78f09
 def convert_visa(visa_root: str | Path, out_root: str | Path, split_csv: str | Path | None = None) -> Path:
@@ -250,9 +304,9 @@ def convert_visa(visa_root: str | Path, out_root: str | Path, split_csv: str | P
     return out_root
 
 # %% ../nbs/01_data.ipynb #62f4c294
-def load_images(paths, image_size: int = 256) -> torch.Tensor:
-    "Images at `paths` as one float batch (N, 3, image_size, image_size) in [0, 1]."
-    t = ImageTransform(image_size)
+def load_images(paths, image_size: int | tuple[int, int] = 256, keep_aspect: bool = False) -> torch.Tensor:
+    "Images at `paths` as one float batch (N, 3, H, W) in [0, 1] at `image_size` (a side or (height, width))."
+    t = ImageTransform(image_size, keep_aspect)
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths: raise DataError("no image paths given")
     return torch.stack([t.image(load_image(p)) for p in paths])

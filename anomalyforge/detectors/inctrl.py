@@ -83,7 +83,7 @@ class InCTRLConfig(ClipConfig):
     "Settings of InCTRL (Zhu & Pang, 2024): CLIP's, plus k prompts, the residual terms, the adapter and training."
     model_name: str = "ViT-B-16-plus-240"   # the paper's CLIP
     weights: str = "laion400m_e32"          # its weights (an OpenCLIP tag, a local file or 'random')
-    image_size: int = 240
+    image_size: int | tuple[int, int] = 240
     shots: int = 4                          # k normal sample prompts per query (paper: 2, 4 or 8)
     use_patch: bool = True                  # multi-layer patch residuals
     use_image: bool = True                  # image-level residual through the adapter

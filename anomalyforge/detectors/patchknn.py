@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 from ..backbones import FeatureExtractor
-from ..core import AnomalyResult, DetectorConfig, Detector, DataError, register_detector
+from ..core import AnomalyResult, DetectorConfig, Detector, DataError, image_hw, register_detector
 from ..coreset import greedy_coreset
 from ..ops import gaussian_blur, nearest_neighbors
 
@@ -35,9 +35,10 @@ class PatchKNNConfig(DetectorConfig):
         super().__post_init__()
         if not self.layers: raise ValueError("layers must name at least one backbone feature layer, e.g. (2, 3)")
         if self.blur_sigma < 0: raise ValueError(f"blur_sigma must be >= 0 (0 turns smoothing off), got {self.blur_sigma}")
-        if int(4 * self.blur_sigma + 0.5) > self.image_size:
+        side = min(image_hw(self.image_size))
+        if int(4 * self.blur_sigma + 0.5) > side:
             raise ValueError(f"blur_sigma={self.blur_sigma:g} is too large for image_size={self.image_size}: the smoothing kernel's radius "
-                             f"(4 sigma) must not exceed the image side; use blur_sigma <= {self.image_size / 4:g}")
+                             f"(4 sigma) must not exceed the image's shorter side; use blur_sigma <= {side / 4:g}")
         if self.projection_dim < 0: raise ValueError(f"projection_dim must be >= 0 (0 chooses the coreset without projection), got {self.projection_dim}")
         if not 0 < self.coreset_ratio <= 1: raise ValueError(f"coreset_ratio must lie in (0, 1], got {self.coreset_ratio}")
         if self.patch_size < 1 or self.patch_size % 2 == 0: raise ValueError(f"patch_size must be odd and positive, got {self.patch_size}")
