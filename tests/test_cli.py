@@ -126,7 +126,9 @@ def test_predict(user_env, fitted, textures, tmp_path):
     assert np.mean(bad) > np.mean(good), f"defect images score {np.mean(bad):.3f} on average, normal ones {np.mean(good):.3f}"
     maps = sorted(p.name for p in (tmp_path / "maps").iterdir())
     assert maps == sorted(r[2] for r in rows[1:]) and len(maps) == 18
-    with Image.open(tmp_path / "maps" / maps[0]) as im: assert im.size == (96, 96) and im.mode == "RGB"
+    first = next(r for r in rows[1:] if r[2] == maps[0])
+    with Image.open(first[0]) as src, Image.open(tmp_path / "maps" / maps[0]) as im:   # at the file's resolution, not the 96 px scored
+        assert src.size == (160, 160) and im.size == src.size and im.mode == "RGB", (src.size, im.size)
 
 
 def test_predict_prints_csv_without_out(user_env, fitted, textures):
