@@ -10,7 +10,8 @@ from PIL import Image
 CLI = Path(sys.executable).parent / "anomalyforge"
 SUBCOMMANDS = {  # subcommand -> options its --help must mention
     "list": [],
-    "fit": ["--data", "--category", "--out", "--image-size", "--set", "detector"],
+    "fit": ["--data", "--category", "--out", "--image-size", "--keep-aspect", "--set", "detector"],
+    "train": ["--data", "--category", "--synthetic", "--out", "--image-size", "--keep-aspect", "--set", "detector"],
     "predict": ["--out", "--maps", "checkpoint", "images"],
     "evaluate": ["--data", "--category", "--out", "checkpoint"],
     "demo": ["--out", "--detector", "--quick", "--set"],
