@@ -188,3 +188,30 @@ def test_import_cells_hold_only_imports():
             if "nbdev_export()" in src or not _runs_at_docs_time(src): continue
             if any(isinstance(n, (ast.Expr, ast.Assign)) for n in ast.walk(ast.parse(src))): bad.append(f"{name} cell {i}")
     assert not bad, f"cells that mix imports with other code (they run at every docs build): {bad}"
+
+
+_FIGURE = re.compile(r"(?<![\w.=])\d+(?:\.\d+)?(?:\s?(?:%|x\b|ms\b|min\b|s\b))|(?<![\w.=])\d+\.\d+(?![\w.])")
+_VERSION = re.compile(r"(?:Python|CUDA|torch|nbdev|execnb|fastcore|anomalib|timm)[ =]*$", re.I)
+
+
+def _cell_outputs(nb: Path) -> str:
+    "All text a notebook's stored outputs show: streams, plain text, Markdown and HTML."
+    out = []
+    for cell in json.loads(nb.read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            out.append("".join(o.get("text", "")))
+            for kind in ("text/plain", "text/markdown", "text/html"): out.append("".join(o.get("data", {}).get(kind, "")))
+    return "\n".join(out)
+
+
+def test_readme_figures_have_a_source():
+    "Every figure in the README's prose (code blocks and the cells' output tables left out) is printed by a stored output of the index or a benchmark notebook."
+    prose = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.S)
+    prose = "\n".join(l for l in prose.splitlines() if not l.lstrip().startswith("|"))
+    sources = "\n".join(_cell_outputs(p) for p in [ROOT / "nbs" / "index.ipynb", *sorted((ROOT / "nbs").glob("9*.ipynb"))])
+    missing = []
+    for m in _FIGURE.finditer(prose):
+        if _VERSION.search(prose[max(0, m.start() - 12):m.start()]): continue      # a version number, not a measured figure
+        number = re.match(r"\d+(?:\.\d+)?", m.group()).group()
+        if number not in sources: missing.append(f"{m.group()!r} in: ...{prose[max(0, m.start() - 60):m.end() + 20]!r}")
+    assert not missing, "README figures no stored cell output prints:\n" + "\n".join(missing)
