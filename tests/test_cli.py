@@ -419,3 +419,46 @@ def test_predict_memory_is_flat(many_images, user_env, tmp_path, maps):
         assert len(list(csv.reader(open(tmp_path / f"{n}.csv")))) == n + 1
         if maps: assert len(list((tmp_path / f"maps{n}").iterdir())) == n
     assert peaks[3000] - peaks[500] < 40, f"peak memory grows with the images scored: {peaks} MiB"
+
+
+# -- CLIP detectors and InCTRL, on the tiny random OpenCLIP config ----------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_clip(private_dirs):
+    "The tiny OpenCLIP config, written to the cache every console-script process reads (random weights only)."
+    from anomalyforge.backbones import register_tiny_clip
+    return ("--set", f"model_name={register_tiny_clip()}", "--set", "weights=random")
+
+
+def _scores(proc) -> dict[str, float]:
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert rows[0][:2] == ["path", "score"], rows[:2]
+    return {Path(r[0]).name: float(r[1]) for r in rows[1:]}
+
+
+def test_train_inctrl_on_synthetic_anomalies_then_predict(user_env, textures, tmp_path, tiny_clip):
+    "`train --synthetic` makes anomalies on the normal images (the synthesis library), trains, saves; `predict --prompts` scores new images."
+    ckpt = tmp_path / "inctrl.safetensors"
+    proc = ok(run(user_env, "train", "inctrl", "--data", textures, "--synthetic", "--out", ckpt, "--image-size", 64, *tiny_clip,
+                  "--set", "shots=2", "--set", "steps=20", "--set", "draws=1"))
+    assert "trained inctrl on" in proc.stdout and "synthetic" in proc.stdout, proc.stdout
+    from anomalyforge.checkpoint import read_checkpoint
+    meta, _ = read_checkpoint(ckpt)
+    assert meta["detector"] == "inctrl" and meta["config"]["shots"] == 2 and meta["config"]["steps"] == 20
+    good = textures / "brick" / "test" / "good"
+    scores = _scores(ok(run(user_env, "predict", ckpt, textures / "brick" / "test" / "scratch", "--prompts", good / "000.png", good / "001.png")))
+    assert len(scores) == 3 and all(np.isfinite(list(scores.values()))), scores
+    proc = run(user_env, "predict", ckpt, good / "002.png", "--prompts", good / "000.png")    # one prompt for a k=2 detector
+    assert proc.returncode == 2 and "was set up for k=2 prompts but got 1 normal image(s)" in proc.stderr, proc.stderr
+    proc = ok(run(user_env, "evaluate", ckpt, "--data", textures, "--category", "brick"))      # k prompts drawn from the train split
+    assert "prompts: 2 normal images drawn" in proc.stdout and "| inctrl | textures/brick/test |" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("name", ["clip_zero_shot", "clip_few_shot"])
+def test_clip_detectors(user_env, textures, tmp_path, tiny_clip, name):
+    "CLIP zero-shot (ready as built) and few-shot (k prompts) from the shell: fit writes a checkpoint that predicts finite scores in [0, 1]."
+    ckpt = tmp_path / f"{name}.safetensors"
+    proc = ok(run(user_env, "fit", name, "--data", textures, "--category", "brick", "--out", ckpt, "--image-size", 64, *tiny_clip))
+    assert ckpt.exists() and f"saved {ckpt}" in proc.stdout, proc.stdout
+    scores = _scores(ok(run(user_env, "predict", ckpt, textures / "brick" / "test" / "good")))
+    assert len(scores) == 6 and all(0 <= s <= 1 for s in scores.values()), scores
