@@ -65,13 +65,12 @@ def _images_from(paths: list, cfg) -> AnomalyDataset:
     return AnomalyDataset(_list_images(paths), name="input", **_sizing(cfg)).check()
 
 def _warn_squashed(data: AnomalyDataset, cfg, limit: float = 1.5) -> None:
-    "Warn (stderr) when `data`'s images are stretched to a shape whose aspect ratio is off by more than `limit`, and name a size that fits."
+    "Warn (stderr) when `data`'s images are stretched to a shape whose aspect ratio is off by more than `limit`, and name one of their shape with as many pixels."
     if cfg.keep_aspect or not len(data): return
     (h, w), (H, W) = typical_size(data), image_hw(cfg.image_size)
     off = (h / w) / (H / W)
     if max(off, 1 / off) <= limit: return
-    side = min(H, W)
-    fit = (16 * round(side * h / w / 16), side) if h >= w else (side, 16 * round(side * w / h / 16))   # shorter side kept, multiples of 16
+    fit = [max(16, 16 * round(math.sqrt(H * W * a) / 16)) for a in (h / w, w / h)]   # the same pixel budget, multiples of 16
     print(f"warning: the images are about {h}x{w} (height x width) but are read at {H}x{W}, which distorts them {max(off, 1 / off):.1f}x: "
           f"thin defects get thinner. Use --image-size {fit[0]}x{fit[1]} (their shape), or --keep-aspect", file=sys.stderr)
 
