@@ -56,13 +56,9 @@ def _list_images(paths: list) -> list[Sample]:
         else: raise DataError(f"{p} is neither an image file nor a folder")
     return samples
 
-def _sizing(cfg) -> dict:
-    "The dataset sizing a detector's config asks for: `image_size` and `keep_aspect`, so every split is read as the detector was fitted."
-    return {"image_size": cfg.image_size, "keep_aspect": cfg.keep_aspect}
-
 def _images_from(paths: list, cfg) -> AnomalyDataset:
     "The images named on the command line as one dataset sized as `cfg` says, every file opened once."
-    return AnomalyDataset(_list_images(paths), name="input", **_sizing(cfg)).check()
+    return AnomalyDataset(_list_images(paths), name="input", **cfg.sizing()).check()
 
 def _warn_squashed(data: AnomalyDataset, cfg, limit: float = 1.5) -> None:
     "Warn (stderr) when `data`'s images are stretched to a shape whose aspect ratio is off by more than `limit`, and name one of their shape with as many pixels."
@@ -222,11 +218,11 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"{args.detector} learns from auxiliary data first: run `anomalyforge train {args.detector} --data FOLDER --out FILE`, "
                          "then give it prompts with `evaluate` or `predict --prompts`")
     over = parse_overrides(args.detector, args.set)
-    if args.image_size is not None: over["image_size"] = image_size_setting(args.image_size)
+    if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
     if args.keep_aspect: over["keep_aspect"] = True
     cfg = cls.config_class(**over)                                          # checks the settings before any work
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)   # and the output
-    train = mvtec_dataset(args.data, args.category, "train", **_sizing(cfg)).check()   # and the data before the backbone loads
+    train = mvtec_dataset(args.data, args.category, "train", **cfg.sizing()).check()   # and the data before the backbone loads
     _warn_squashed(train, cfg)
     det = create_detector(args.detector, **over)
     used = training_images(det, train)
@@ -243,16 +239,16 @@ def _cmd_train(args) -> int:
         raise ValueError(f"{args.detector} is not trained on auxiliary data: use `anomalyforge fit {args.detector}` on normal images")
     from anomalyforge.auxiliary import auxiliary_from_mvtec, auxiliary_from_synthesis
     over = parse_overrides(args.detector, args.set)
-    if args.image_size is not None: over["image_size"] = image_size_setting(args.image_size)
+    if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
     if args.keep_aspect: over["keep_aspect"] = True
     cfg = cls.config_class(**over)
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)
     cats = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else mvtec_categories(args.data)
     if args.synthetic:
-        normal = {c: mvtec_dataset(args.data, c, "train", **_sizing(cfg)).check() for c in cats}
+        normal = {c: mvtec_dataset(args.data, c, "train", **cfg.sizing()).check() for c in cats}
         aux = auxiliary_from_synthesis(normal, seed=cfg.seed, name=Path(args.data).name)
     else:
-        aux = auxiliary_from_mvtec(args.data, cats, seed=cfg.seed, **_sizing(cfg))
+        aux = auxiliary_from_mvtec(args.data, cats, seed=cfg.seed, **cfg.sizing())
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
     det = create_detector(args.detector, **over).pretrain(aux)
     path = det.save(out)
@@ -267,7 +263,7 @@ def _cmd_evaluate(args) -> int:
     out = _check_out_folder(args.out) if args.out else None
     det = load_detector(args.checkpoint)
     _refuse_prompts(det, args.prompts)
-    size = _sizing(det.config)
+    size = det.config.sizing()
     test = mvtec_dataset(args.data, args.category, "test", **size).check()
     fitted = _give_prompts(det, args.prompts, lambda: mvtec_dataset(args.data, args.category, "train", **size))
     ev = evaluate(det, test)
@@ -287,7 +283,7 @@ def _cmd_predict(args) -> int:
     if out and maps and out.resolve() == maps.resolve(): raise AnomalyforgeError(f"--out and --maps both name {out}: give each its own path")
     det = load_detector(args.checkpoint)
     _refuse_prompts(det, args.prompts)
-    data = AnomalyDataset(samples, name="input", **_sizing(det.config)).check()
+    data = AnomalyDataset(samples, name="input", **det.config.sizing()).check()
     _give_prompts(det, args.prompts)
     made = maps is not None and not maps.exists()
     try:

@@ -270,6 +270,10 @@ class DetectorConfig:
         self.image_size = image_size_setting(self.image_size)
         if self.batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
+    def sizing(self) -> dict:
+        "How images are read for this detector: `image_size` and `keep_aspect`, as keywords of `AnomalyDataset` and the data loaders."
+        return {"image_size": self.image_size, "keep_aspect": self.keep_aspect}
+
 # %% ../nbs/00_core.ipynb #ce5879e8
 class Detector(nn.Module):
     "Base of every detector: `fit` on normal images, `predict` an `AnomalyResult`, `save`/`load` a checkpoint."

@@ -92,6 +92,12 @@ class ImageTransform:
         return torch.nn.functional.interpolate(amap[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
 
 # %% ../nbs/01_data.ipynb #5fe4e514
+def _file_hw(path: Path) -> tuple[int, int]:
+    "(height, width) of the image file at `path`, from its header alone; a `DataError` when it cannot be read."
+    try:
+        with Image.open(path) as im: return im.height, im.width
+    except (OSError, ValueError) as e: raise DataError(f"cannot read the size of {path}: {e}") from e
+
 def _sized_mask(s: Sample, image: Image.Image, m: np.ndarray) -> np.ndarray:
     "Mask `m` of sample `s`, which must have the size of its `image`: a mask of another size is an error, never stretched to fit."
     if m.shape != (image.height, image.width):
@@ -144,10 +150,7 @@ class AnomalyDataset(Dataset):
 
     def restore(self, i: int, amap) -> torch.Tensor:
         "Anomaly map `amap` of item `i` at the resolution of its file (reads only the file's header)."
-        try:
-            with Image.open(self.samples[i].path) as im: width, height = im.size
-        except (OSError, ValueError) as e: raise DataError(f"cannot read the size of {self.samples[i].path}: {e}") from e
-        return self.transform.restore(amap, height, width)
+        return self.transform.restore(amap, *_file_hw(self.samples[i].path))
 
     def check(self) -> AnomalyDataset:
         "Open every image and mask once; raise a `DataError` listing the unreadable files and the masks not of their image's size."
@@ -232,12 +235,7 @@ def mvtec_dataset(root: str | Path, category: str, split: str = "train", image_s
 def typical_size(data: AnomalyDataset, n: int = 64) -> tuple[int, int]:
     "Median (height, width) of up to `n` evenly spaced files of `data`, read from their headers."
     if not len(data): raise DataError(f"{data.name or 'the dataset'} is empty: no image size to read")
-    sizes = []
-    for i in np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int):
-        path = data.samples[i].path
-        try:
-            with Image.open(path) as im: sizes.append(im.size[::-1])
-        except (OSError, ValueError) as e: raise DataError(f"cannot read the size of {path}: {e}") from e
+    sizes = [_file_hw(data.samples[i].path) for i in np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int)]
     h, w = np.median(np.array(sizes), axis=0)
     return int(round(h)), int(round(w))
 

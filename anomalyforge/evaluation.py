@@ -134,9 +134,8 @@ def run_demo(out_dir: str | Path = "runs/demo", detector: str = "patchknn", root
         evals = []
         for cat in cats:
             det = create_detector(detector, **{"image_size": size, **config})   # a size in `config` overrides the group's
-            sizing = {"image_size": det.config.image_size, "keep_aspect": det.config.keep_aspect}
-            test = mvtec_dataset(mvtec_root, cat, "test", **sizing)
-            ev = fit_evaluate(det, mvtec_dataset(mvtec_root, cat, "train", **sizing), test, progress=progress)
+            test = mvtec_dataset(mvtec_root, cat, "test", **det.config.sizing())
+            ev = fit_evaluate(det, mvtec_dataset(mvtec_root, cat, "train", **det.config.sizing()), test, progress=progress)
             ev.dataset = f"{group}/{cat}"
             evals.append(ev); rows.append(ev.row())
             if group == "textures":
