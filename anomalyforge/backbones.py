@@ -16,6 +16,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
+from timm.models._features import FeatureGetterNet   # timm's wrapper for models with forward_intermediates; in the module's __all__
 from safetensors.torch import save_file
 from torch import nn
 
@@ -140,20 +141,30 @@ def create_timm_model(name: str, weights: str | os.PathLike = "pretrained", **kw
     except (OSError, RuntimeError, ValueError) as e:
         raise WeightsUnavailableError(_weights_help(f"timm model '{name}'", name) + f" [{type(e).__name__}: {str(e)[:200]}]") from e
 
+# %% ../nbs/03_backbones.ipynb #d90c6dd1
+def _final_norm_features(name: str, weights, layers: tuple[int, ...]) -> nn.Module:
+    "timm's feature getter over transformer `name`, its final norm (with its weights) applied to the tokens of every block in `layers`."
+    model = create_timm_model(name, weights)
+    if not (hasattr(model, "forward_intermediates") and isinstance(getattr(model, "norm", None), nn.Module)):
+        raise ValueError(f"{name} has no final norm over its block outputs; final_norm=True takes a vision transformer (DeiT, CaiT, ViT)")
+    return FeatureGetterNet(model, out_indices=layers, norm=True)
+
 # %% ../nbs/03_backbones.ipynb #b633f758
 class FeatureExtractor(nn.Module):
     "A frozen timm backbone: raw images (N, 3, H, W) in [0, 1] in, feature maps of `layers` [(N, C_i, H/s_i, W/s_i)] out."
-    def __init__(self, name: str = "efficientnet_lite0", layers: tuple[int, ...] = (2, 3), weights: str | os.PathLike = "pretrained"):
+    def __init__(self, name: str = "efficientnet_lite0", layers: tuple[int, ...] = (2, 3), weights: str | os.PathLike = "pretrained",
+                 final_norm: bool = False):
         super().__init__()
         self.name, self.layers = name, tuple(int(l) for l in layers)
         if not self.layers: raise ValueError(f"layers must name at least one feature layer of {name}")
-        try: self.model = create_timm_model(name, weights, features_only=True, out_indices=self.layers)
+        try: self.model = _final_norm_features(name, weights, self.layers) if final_norm else \
+                create_timm_model(name, weights, features_only=True, out_indices=self.layers)
         except (AssertionError, IndexError) as e:
             info = timm.create_model(name, pretrained=False, features_only=True).feature_info
             raise ValueError(f"{name} has feature layers 0..{len(info) - 1} (strides {', '.join(map(str, info.reduction()))}); "
                              f"layers {self.layers} are not all among them") from e
         self.model.eval().requires_grad_(False)
-        cfg = self.model.pretrained_cfg
+        cfg = getattr(self.model, "pretrained_cfg", None) or self.model.model.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
         self.fixed_size = tuple(cfg["input_size"][1:]) if cfg.get("fixed_input_size") else None

@@ -206,7 +206,8 @@ def _write_overlays(data: AnomalyDataset, spool, vmin: float, vmax: float, folde
 def _cmd_list(args) -> int:
     for name in list_detectors():
         cfg = get_detector_class(name).config_class()
-        print(f"{name}: " + ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)))
+        print(f"{name}: " + ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg))
+              + (f"; presets: {', '.join(sorted(cfg.presets))}" if cfg.presets else ""))
     return 0
 
 # %% ../nbs/16_cli.ipynb #1cebac86
@@ -220,11 +221,11 @@ def _cmd_fit(args) -> int:
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
     if args.keep_aspect: over["keep_aspect"] = True
-    cfg = cls.config_class(**over)                                          # checks the settings before any work
+    cfg = cls.config_class.preset(args.preset, **over) if args.preset else cls.config_class(**over)   # checks the settings before any work
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)   # and the output
     train = mvtec_dataset(args.data, args.category, "train", **cfg.sizing()).check()   # and the data before the backbone loads
     _warn_squashed(train, cfg)
-    det = create_detector(args.detector, **over)
+    det = cls(cfg)
     used = training_images(det, train)
     det.fit(used)
     path = det.save(out)
@@ -241,7 +242,7 @@ def _cmd_train(args) -> int:
     over = parse_overrides(args.detector, args.set)
     if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
     if args.keep_aspect: over["keep_aspect"] = True
-    cfg = cls.config_class(**over)
+    cfg = cls.config_class.preset(args.preset, **over) if args.preset else cls.config_class(**over)
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)
     cats = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else mvtec_categories(args.data)
     if args.synthetic:
@@ -250,7 +251,7 @@ def _cmd_train(args) -> int:
     else:
         aux = auxiliary_from_mvtec(args.data, cats, seed=cfg.seed, **cfg.sizing())
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
-    det = create_detector(args.detector, **over).pretrain(aux)
+    det = cls(cfg).pretrain(aux)
     path = det.save(out)
     print(f"trained {args.detector} on {aux.description}; saved {path}")
     return 0
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     s.add_argument("--image-size", default=None, metavar="SIZE", help="image size: a square's side (256) or HEIGHTxWIDTH (560x224); default: the detector's")
     s.add_argument("--keep-aspect", action="store_true", help="fit each image inside --image-size keeping its aspect ratio (edge-padded), instead of stretching it")
+    s.add_argument("--preset", help="start from a named set of settings instead of the defaults, e.g. paper (see `anomalyforge list`)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detector setting; repeatable")
     s.add_argument("--force", action="store_true", help="replace an existing file that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_fit)
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     s.add_argument("--image-size", default=None, metavar="SIZE", help="image size: a square's side (256) or HEIGHTxWIDTH (560x224); default: the detector's")
     s.add_argument("--keep-aspect", action="store_true", help="fit each image inside --image-size keeping its aspect ratio (edge-padded), instead of stretching it")
+    s.add_argument("--preset", help="start from a named set of settings instead of the defaults, e.g. paper (see `anomalyforge list`)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a detector setting; repeatable")
     s.add_argument("--force", action="store_true", help="replace an existing file that anomalyforge did not write (never the checkpoint or an input)")
     s.set_defaults(run=_cmd_train)

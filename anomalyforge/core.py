@@ -274,6 +274,18 @@ class DetectorConfig:
         "How images are read for this detector: `image_size` and `keep_aspect`, as keywords of `AnomalyDataset` and the data loaders."
         return {"image_size": self.image_size, "keep_aspect": self.keep_aspect}
 
+    presets: ClassVar[dict] = {}   # name -> function(the user's settings) -> the preset's settings (a preset may depend on the backbone, say)
+
+    @classmethod
+    def preset(cls, name: str, **settings) -> DetectorConfig:
+        "The config of preset `name` (e.g. 'paper'), with `settings` on top of the preset's own."
+        if name not in cls.presets:
+            raise ValueError(f"{cls.__name__} has no preset {name!r}; its presets: {', '.join(sorted(cls.presets)) or 'none'}")
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(settings) - known)
+        if bad: raise TypeError(f"{cls.__name__} has no field(s) {bad}; fields: {sorted(known)}")
+        return cls(**{**cls.presets[name](settings), **settings})
+
 # %% ../nbs/00_core.ipynb #ce5879e8
 class Detector(nn.Module):
     "Base of every detector: `fit` on normal images, `predict` an `AnomalyResult`, `save`/`load` a checkpoint."
@@ -417,9 +429,10 @@ def list_detectors() -> list[str]:
     _import_detectors()
     return sorted(DETECTORS)
 
-def create_detector(name: str, **config) -> Detector:
-    "A new detector registered as `name`, its config's defaults overridden by `config`."
-    return get_detector_class(name)(**config)
+def create_detector(name: str, preset: str | None = None, **config) -> Detector:
+    "A new detector registered as `name`: its config's defaults, or those of `preset` (e.g. 'paper'), overridden by `config`."
+    cls = get_detector_class(name)
+    return cls(cls.config_class.preset(preset, **config)) if preset else cls(**config)
 
 def _import_detectors():
     "Import the modules that register the built-in detectors (kept lazy so `core` stays light)."

@@ -85,6 +85,8 @@ class ContrastiveFlowConfig(FastFlowConfig):
         if self.contrast_weight < 0: raise ValueError(f"contrast_weight must be >= 0, got {self.contrast_weight}")
         if self.tau <= 0: raise ValueError(f"tau must be positive, got {self.tau}")
 
+ContrastiveFlowConfig.presets = {}   # FastFlow's paper preset is not CL-Flow's: CL-Flow's settings are not published with code
+
 # %% ../../nbs/12_contrastive_flow.ipynb #fd5555a8
 class ContrastiveData(TrainingData):
     "Normal training data plus a pool of synthetic anomalies `syn`: images (N * P, 3, H, W), `masks` (N * P, H, W), P per image."

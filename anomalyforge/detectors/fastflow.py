@@ -18,16 +18,21 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from ..backbones import FeatureExtractor
-from ..core import AnomalyforgeError, AnomalyResult, DataError, Detector, DetectorConfig, as_image_batch, register_detector, seeded
+from ..core import AnomalyforgeError, AnomalyResult, DataError, Detector, DetectorConfig, as_image_batch, image_hw, register_detector, seeded
 
 # %% auto #0
-__all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'is_token_backbone', 'FlowPlan', 'FastFlowConfig', 'flow_plan',
-           'flow_2d', 'FastFlowModel', 'flow_loss', 'likelihood_map', 'FastFlow', 'TrainingData',
-           'collect_training_data']
+__all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'is_token_backbone', 'FlowPlan',
+           'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'FastFlowModel', 'flow_loss', 'likelihood_map',
+           'FastFlow', 'TrainingData', 'collect_training_data']
 
 # %% ../../nbs/11_fastflow.ipynb #2092d327
 TOKEN_BACKBONE_MODULES = ("vision_transformer", "deit", "cait", "eva", "beit", "xcit")   # timm modules whose features are one token map
 PAPER_VIT_BLOCKS = {"deit_base_distilled_patch16_384": 7, "cait_m48_448": 40}         # FastFlow paper, Sec. 4.2
+# the reference code's per-backbone settings (gathierry/FastFlow configs/*.yaml; anomalib's FastFlow config table)
+PAPER_BACKBONES = {"resnet18": dict(image_size=256, subnet_kernels="3x3"),
+                   "wide_resnet50_2": dict(image_size=256, subnet_kernels="alternate"),
+                   "deit_base_distilled_patch16_384": dict(image_size=384, subnet_kernels="alternate"),
+                   "cait_m48_448": dict(image_size=448, subnet_kernels="alternate")}
 
 def is_token_backbone(name: str) -> bool:
     "True if timm model `name` is a plain vision transformer (one token map), False for CNNs and unknown names."
@@ -38,13 +43,16 @@ def is_token_backbone(name: str) -> bool:
 # %% ../../nbs/11_fastflow.ipynb #6c856594
 @dataclass(frozen=True)
 class FlowPlan:
-    "The resolved architecture: backbone `layers`, flow `steps`, subnet `kernels` per step and `hidden_ratio`."
+    "The resolved architecture: backbone `layers`, flow `steps`, subnet `kernels` per step, `hidden_ratio` and the `norm` before the flows."
     layers: tuple[int, ...]
     steps: int
     kernels: tuple[int, ...]
     hidden_ratio: float
+    norm: str
 
 # %% ../../nbs/11_fastflow.ipynb #29d22a64
+NORMS = ("affine", "plain", "backbone")   # LayerNorm with a learned (C, h, w) affine; LayerNorm without parameters; a transformer's own final norm
+
 @dataclass
 class FastFlowConfig(DetectorConfig):
     "Settings of `FastFlow`; 0 / 'auto' take the paper's value for the backbone family (Yu et al., 2021)."
@@ -52,9 +60,11 @@ class FastFlowConfig(DetectorConfig):
     layers: tuple[int, ...] = ()          # () -> CNN stages (1, 2, 3); transformers: PAPER_VIT_BLOCKS
     weights: str = "pretrained"           # 'pretrained', 'random' or a local checkpoint path
     flow_steps: int = 0                   # 0 -> 8 for CNNs, 20 for transformers
-    subnet_kernels: str = "auto"          # 'alternate' (3x3, 1x1, ...), '3x3', or 'auto' (3x3 for transformers)
+    subnet_kernels: str = "auto"          # 'alternate' (3x3, 1x1, ...), '3x3', or 'auto' (PAPER_BACKBONES' choice, else alternate)
     hidden_ratio: float = 0.0             # subnet hidden channels / input channels; 0 -> 1.0 CNN, 0.16 transformers
+    norm: str = "auto"                    # 'affine', 'plain', 'backbone' or 'auto' (affine for CNNs, backbone for transformers), see NORMS
     clamp: float = 2.0                    # soft clamp of the coupling's log-scale (paper: 2.0)
+    optimizer: str = "adamw"              # 'adamw' (decoupled weight decay) or 'adam' (decay added to the gradient: the reference code)
     lr: float = 1e-3                      # paper: Adam, lr 1e-3
     weight_decay: float = 1e-5            # paper: 1e-5
     epochs: int = 100                     # ceiling; the paper's 500 epochs are rarely reached with early stopping
@@ -67,6 +77,8 @@ class FastFlowConfig(DetectorConfig):
         self.layers = tuple(int(l) for l in self.layers)
         if self.subnet_kernels not in ("auto", "alternate", "3x3"):
             raise ValueError(f"subnet_kernels must be 'auto', 'alternate' or '3x3', got {self.subnet_kernels!r}")
+        if self.norm not in ("auto", *NORMS): raise ValueError(f"norm must be 'auto' or one of {NORMS}, got {self.norm!r}")
+        if self.optimizer not in ("adamw", "adam"): raise ValueError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}")
         if self.flow_steps < 0: raise ValueError(f"flow_steps must be >= 0 (0: the paper's 8 or 20), got {self.flow_steps}")
         if self.hidden_ratio < 0: raise ValueError(f"hidden_ratio must be >= 0 (0: the paper's value), got {self.hidden_ratio}")
         if self.clamp <= 0: raise ValueError(f"clamp must be positive, got {self.clamp}")
@@ -86,9 +98,26 @@ def flow_plan(config: FastFlowConfig) -> FlowPlan:
         else: raise ValueError(f"{config.backbone} is a transformer without a block in the FastFlow paper "
                                f"(it gives {PAPER_VIT_BLOCKS}); choose one, e.g. layers=(7,)")
     steps = config.flow_steps or (20 if vit else 8)
-    kind = config.subnet_kernels if config.subnet_kernels != "auto" else ("3x3" if vit else "alternate")
+    kind = config.subnet_kernels
+    if kind == "auto": kind = PAPER_BACKBONES.get(config.backbone, {}).get("subnet_kernels", "alternate")
     kernels = tuple(3 if kind == "3x3" or i % 2 == 0 else 1 for i in range(steps))
-    return FlowPlan(layers, steps, kernels, config.hidden_ratio or (0.16 if vit else 1.0))
+    norm = config.norm if config.norm != "auto" else ("backbone" if vit else "affine")
+    if norm == "backbone" and not vit:
+        raise ValueError(f"norm='backbone' applies a transformer's own final norm; {config.backbone} is not a transformer: use 'affine' or 'plain'")
+    return FlowPlan(layers, steps, kernels, config.hidden_ratio or (0.16 if vit else 1.0), norm)
+
+# %% ../../nbs/11_fastflow.ipynb #26498830
+def fastflow_paper(settings: dict) -> dict:
+    "The FastFlow paper's settings for the backbone named in `settings` (default ResNet-18), as its reference code trains them."
+    backbone = settings.get("backbone", "resnet18")
+    if backbone not in PAPER_BACKBONES:
+        raise ValueError(f"the FastFlow paper has no settings for {backbone}; its backbones: {', '.join(PAPER_BACKBONES)}")
+    vit = is_token_backbone(backbone)
+    return dict(backbone=backbone, **PAPER_BACKBONES[backbone], layers=(PAPER_VIT_BLOCKS[backbone],) if vit else (1, 2, 3),
+                flow_steps=20 if vit else 8, hidden_ratio=0.16 if vit else 1.0, norm="backbone" if vit else "affine", clamp=2.0,
+                optimizer="adam", lr=1e-3, weight_decay=1e-5, batch_size=32, epochs=500, val_fraction=0.0, keep_aspect=False)
+
+FastFlowConfig.presets = {"paper": fastflow_paper}
 
 # %% ../../nbs/11_fastflow.ipynb #79c99cb9
 def _subnet(kernel: int, hidden_ratio: float):
@@ -110,15 +139,31 @@ def flow_2d(channels: int, kernels: tuple[int, ...], hidden_ratio: float = 1.0, 
 
 # %% ../../nbs/11_fastflow.ipynb #64eff2b9
 class FastFlowModel(nn.Module):
-    "FastFlow's flows, one per feature scale: feature maps [(N, C_i, h_i, w_i)] in, [(latents, log-Jacobian (N,))] out."
-    def __init__(self, channels: list[int], kernels: tuple[int, ...], hidden_ratio: float = 1.0, clamp: float = 2.0, seed: int = 0):
+    "FastFlow's flows, one per feature scale behind its `norm`: feature maps [(N, C_i, h_i, w_i)] in, [(latents, log-Jacobian (N,))] out."
+    def __init__(self, channels: list[int], kernels: tuple[int, ...], hidden_ratio: float = 1.0, clamp: float = 2.0, seed: int = 0,
+                 norm: str = "plain", grids: list[tuple[int, int]] | None = None):
         super().__init__()
+        if norm not in ("affine", "plain", "none"): raise ValueError(f"FastFlowModel's norm must be 'affine', 'plain' or 'none', got {norm!r}")
+        if norm == "affine" and (grids is None or len(grids) != len(channels)):
+            raise ValueError("norm='affine' needs the feature grid (h, w) of every scale, to lay out its affine")
+        self.norm = norm
         self.flows = nn.ModuleList(flow_2d(c, kernels, hidden_ratio, clamp, seed + i) for i, c in enumerate(channels))
+        self.norms = nn.ModuleList(nn.LayerNorm([c, *g]) for c, g in zip(channels, grids)) if norm == "affine" else None
+
+    def normalise(self, i: int, f: torch.Tensor) -> torch.Tensor:
+        "Feature map `f` (N, C, h, w) of scale `i` through that scale's norm; an affine laid out for another grid is resampled to (h, w)."
+        if self.norm == "none": return f
+        if self.norm == "plain": return F.layer_norm(f, f.shape[1:])
+        ln = self.norms[i]
+        w, b = ln.weight, ln.bias
+        if w.shape[-2:] != f.shape[-2:]:
+            w, b = (F.interpolate(t[None], size=f.shape[-2:], mode="bilinear", align_corners=False)[0] for t in (w, b))
+        return F.layer_norm(f, f.shape[1:], w, b, ln.eps)
 
     def forward(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if len(features) != len(self.flows):
             raise ValueError(f"FastFlowModel has {len(self.flows)} flows but got {len(features)} feature maps")
-        return [flow(F.layer_norm(f, f.shape[1:])) for flow, f in zip(self.flows, features)]
+        return [flow(self.normalise(i, f)) for i, (flow, f) in enumerate(zip(self.flows, features))]
 
 # %% ../../nbs/11_fastflow.ipynb #a465da6e
 def flow_loss(latents: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -143,10 +188,17 @@ class FastFlow(Detector):
     def __init__(self, config: FastFlowConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         c = self.config
-        self.plan = flow_plan(c)
-        with seeded(c.seed): self.backbone = FeatureExtractor(c.backbone, self.plan.layers, c.weights)
-        self.flows = FastFlowModel(self.backbone.channels, self.plan.kernels, self.plan.hidden_ratio, c.clamp, c.seed)
+        self.plan = p = flow_plan(c)
+        with seeded(c.seed): self.backbone = FeatureExtractor(c.backbone, p.layers, c.weights, final_norm=p.norm == "backbone")
+        grids = self.feature_grids(image_hw(c.image_size)) if p.norm == "affine" else None
+        self.flows = FastFlowModel(self.backbone.channels, p.kernels, p.hidden_ratio, c.clamp, c.seed,
+                                   "none" if p.norm == "backbone" else p.norm, grids)
         self.history: list[dict] = []
+
+    @torch.no_grad()
+    def feature_grids(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
+        "The (h, w) of every feature map of an `hw` image, from one pass of the backbone."
+        return [tuple(f.shape[-2:]) for f in self.backbone(torch.zeros(1, 3, *hw))]
 
 # %% ../../nbs/11_fastflow.ipynb #0ba1853e
 @patch
@@ -258,7 +310,7 @@ def _fit(self: FastFlow, batches, progress: bool) -> None:
 @patch
 def _train(self: FastFlow, data: TrainingData, train_idx: torch.Tensor, val_idx: torch.Tensor, progress: bool = True) -> None:
     c = self.config
-    opt = torch.optim.AdamW(self.flows.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    opt = (torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam)(self.flows.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     gen = torch.Generator().manual_seed(c.seed)
     best, best_state, waited, self.history = math.inf, None, 0, []
     bar = tqdm(range(c.epochs), desc=f"train {self.name}", leave=False, disable=not progress)
