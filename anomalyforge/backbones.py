@@ -285,10 +285,16 @@ def register_tiny_clip(name: str = "anomalyforge-tiny-ViT", image_size: int = 64
 # %% ../nbs/03_backbones.ipynb #0f31ba5b
 @dataclass
 class ClipImageFeatures:
-    "CLIP image outputs: `embedding` (N, D) L2-normalised; `patch_tokens` per layer (N, L, C); patch `grid` (h, w)."
+    "CLIP image outputs: `embedding` (N, D) L2-normalised; `patch_tokens` per layer (N, L, C); patch `grid` (h, w); the embedding's norm (N,) before normalising."
     embedding: torch.Tensor
     patch_tokens: list[torch.Tensor]
     grid: tuple[int, int]
+    embedding_norm: torch.Tensor | None = None
+
+    @property
+    def raw_embedding(self) -> torch.Tensor:
+        "The embedding (N, D) as CLIP's projection gives it, before L2 normalisation (the normalised one when the norm is unknown)."
+        return self.embedding if self.embedding_norm is None else self.embedding * self.embedding_norm[:, None]
 
 class ClipBackbone(nn.Module):
     "A frozen OpenCLIP ViT: image embeddings, patch tokens at `layers` (block indices), token projection and text embeddings."
@@ -321,7 +327,8 @@ class ClipBackbone(nn.Module):
         out = self.model.visual.forward_intermediates((x - self.mean) / self.std, indices=list(self.layers), output_fmt="NLC")
         ps = self.model.visual.patch_size
         grid = (self.image_size[0] // ps[0], self.image_size[1] // ps[1])
-        return ClipImageFeatures(F.normalize(out["image_features"], dim=-1), list(out["image_intermediates"]), grid)
+        emb = out["image_features"]
+        return ClipImageFeatures(F.normalize(emb, dim=-1), list(out["image_intermediates"]), grid, emb.norm(dim=-1))
 
     @torch.no_grad()
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,10 @@ __all__ = ['read_checkpoint', 'is_checkpoint', 'load_detector']
 _RENAMED_FIELDS = {"pretrained": "weights"}   # config fields renamed since checkpoints were first written: old -> new name
 
 def _config_from_dict(cls, d: dict):
-    "Rebuild config `cls` from JSON-decoded `d` (lists back to tuples); unknown keys are an error."
+    "Rebuild config `cls` from JSON-decoded `d` (lists back to tuples); unknown keys are an error, missing ones take `cls.legacy` values first."
     names = {f.name: f for f in fields(cls)}
     d = {_RENAMED_FIELDS[k] if k not in names and _RENAMED_FIELDS.get(k) in names else k: v for k, v in d.items()}
+    d = {**{k: v for k, v in cls.legacy.items() if k in names}, **d}   # a field the checkpoint predates: the behaviour it was written with
     unknown = sorted(set(d) - set(names))
     if unknown: raise CheckpointError(f"config keys {unknown} are not fields of {cls.__name__}: the checkpoint is from another detector or version")
     kw = {}

@@ -275,6 +275,7 @@ class DetectorConfig:
         return {"image_size": self.image_size, "keep_aspect": self.keep_aspect}
 
     presets: ClassVar[dict] = {}   # name -> function(the user's settings) -> the preset's settings (a preset may depend on the backbone, say)
+    legacy: ClassVar[dict] = {}    # fields added after checkpoints were first written -> the value that reproduces what such a checkpoint did
 
     @classmethod
     def preset(cls, name: str, **settings) -> DetectorConfig:

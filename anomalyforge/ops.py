@@ -49,9 +49,11 @@ def patch_map(values: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]
 
 # %% ../nbs/04a_ops.ipynb #9cd376b8
 class ScoringHead(nn.Module):
-    "An MLP from `dim` inputs to one logit per row (N,): dim -> 128 -> 64 -> 1 with ReLUs."
-    def __init__(self, dim: int, hidden: tuple[int, int] = (128, 64)):
+    "An MLP from `dim` inputs to one logit per row (...,): dim -> 128 -> 64 -> 1 with ReLUs, and a BatchNorm after each with `batch_norm`."
+    def __init__(self, dim: int, hidden: tuple[int, int] = (128, 64), batch_norm: bool = False):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Linear(hidden[1], 1))
+        bn = (lambda n: [nn.BatchNorm1d(n)]) if batch_norm else (lambda n: [])
+        self.net = nn.Sequential(nn.Linear(dim, hidden[0]), nn.ReLU(), *bn(hidden[0]),
+                                 nn.Linear(hidden[0], hidden[1]), nn.ReLU(), *bn(hidden[1]), nn.Linear(hidden[1], 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.net(x)[..., 0]
+    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.net(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1])

@@ -11,12 +11,15 @@ import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from ..core import DataError, register_detector
+from torch import nn
+
+from ..core import DataError, register_detector, seeded
 from .fastflow import FastFlow, FastFlowConfig, TrainingData, collect_training_data, flow_loss
 from ..synthesis import PROXIES, RandomChoice, create_synthesizer
 
 # %% auto #0
-__all__ = ['CONTRASTS', 'position_energy', 'mask_weights', 'margin_loss', 'infonce_loss', 'repel_loss', 'ContrastiveFlowConfig',
+__all__ = ['CONTRASTS', 'position_energy', 'mask_weights', 'margin_loss', 'infonce_loss', 'repel_loss',
+           'smoothed_classification_loss', 'pull_push_loss', 'ClflowProjector', 'ContrastiveFlowConfig',
            'ContrastiveData', 'ContrastiveFlow']
 
 # %% ../../nbs/12_contrastive_flow.ipynb #6a202738
@@ -62,16 +65,50 @@ def repel_loss(z_syn: torch.Tensor, z_clean: torch.Tensor, w: torch.Tensor) -> t
     cos = F.cosine_similarity(z_syn, z_clean.detach(), dim=1)              # (N, h, w)
     return (F.relu(cos) * w).sum() / n_anom.sum()
 
+# %% ../../nbs/12_contrastive_flow.ipynb #06ad3468
+def smoothed_classification_loss(e: torch.Tensor, w: torch.Tensor, margin: float = 1.0, smoothing: float = 0.1) -> torch.Tensor:
+    "Cross-entropy with label smoothing of positions (N, h, w) classified by energy `e` (logit e - margin); anomalous where weight `w` > 0.5."
+    logits = torch.stack([torch.zeros_like(e), e - margin], 1)             # (N, 2, h, w): normal, anomalous
+    return F.cross_entropy(logits, (w > 0.5).long(), label_smoothing=smoothing)
+
+def _unit_mean(s: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    "Unit-length (weighted) mean over positions of projections `s` (N, P, h, w): (N, P)."
+    v = s.flatten(2).mean(2) if w is None else (s * w[:, None]).flatten(2).sum(2) / w.flatten(1).sum(1, keepdim=True).clamp_min(1e-6)
+    return F.normalize(v, dim=1)
+
+def pull_push_loss(s_clean: torch.Tensor, s_syn: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    "Pull the global projections of the clean images (N, P, h, w) together; push each synthetic defect region from the same region of its source."
+    g = _unit_mean(s_clean)
+    n = len(g)
+    pull = (1 - (g @ g.T)).sum() / (n * (n - 1)) if n > 1 else s_clean.sum() * 0
+    has = w.flatten(1).sum(1) > 0
+    if not has.any(): return pull
+    push = F.relu((_unit_mean(s_syn[has], w[has]) * _unit_mean(s_clean[has], w[has])).sum(1)).mean()
+    return pull + push
+
+# %% ../../nbs/12_contrastive_flow.ipynb #0793afe2
+class ClflowProjector(nn.Module):
+    "CL-Flow's projection head, one per scale: latents (N, C, h, w) to unit-length projections (N, P, h, w), P = min(C, dim); training only."
+    def __init__(self, channels: list[int], dim: int = 128):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Sequential(nn.Conv2d(c, min(c, dim), 1), nn.ReLU(), nn.Conv2d(min(c, dim), min(c, dim), 1)) for c in channels)
+
+    def forward(self, latents: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [F.normalize(h(z), dim=1) for h, z in zip(self.heads, latents)]
+
 # %% ../../nbs/12_contrastive_flow.ipynb #ec651bc0
-CONTRASTS = ("margin", "infonce", "repel")
+CONTRASTS = ("margin", "infonce", "repel", "clflow")
 
 @dataclass
 class ContrastiveFlowConfig(FastFlowConfig):
     "Settings of `ContrastiveFlow`: FastFlow's, plus the synthetic anomalies and the contrastive term (after CL-Flow, Wang et al., 2023)."
-    contrast: str = "margin"                  # 'margin', 'infonce' or 'repel' (margin: best localisation in 93_contrastive_flow_ablation)
+    contrast: str = "margin"                  # 'margin', 'infonce', 'repel' or 'clflow' (CL-Flow's objective); margin: best localisation in 93
     contrast_weight: float = 1.0              # weight of the contrastive term against the likelihood loss
     margin: float = 1.0                       # margin (nats) of 'margin'
     tau: float = 0.5                          # temperature of 'infonce'
+    smoothing: float = 0.1                    # label smoothing of 'clflow's classification term (not published: ours)
+    projection_dim: int = 128                 # size of 'clflow's projection head (not published: ours)
+    pretrain_epochs: int = 0                  # epochs of likelihood alone before the other terms join (CL-Flow: pretrain, then fine-tune)
     proxies: tuple[str, ...] = PROXIES           # synthesis methods drawn from (default: every proxy task of `synthesis`)
     synthetic_per_image: int = 2              # synthetic versions made of each training image
     object_aware: bool = False                # place defects on the estimated foreground only
@@ -84,6 +121,8 @@ class ContrastiveFlowConfig(FastFlowConfig):
         if self.synthetic_per_image < 1: raise ValueError(f"synthetic_per_image must be at least 1, got {self.synthetic_per_image}")
         if self.contrast_weight < 0: raise ValueError(f"contrast_weight must be >= 0, got {self.contrast_weight}")
         if self.tau <= 0: raise ValueError(f"tau must be positive, got {self.tau}")
+        if not 0 <= self.smoothing < 1: raise ValueError(f"smoothing must lie in [0, 1), got {self.smoothing}")
+        if self.projection_dim < 1 or self.pretrain_epochs < 0: raise ValueError("projection_dim must be at least 1 and pretrain_epochs at least 0")
 
 ContrastiveFlowConfig.presets = {}   # FastFlow's paper preset is not CL-Flow's: CL-Flow's settings are not published with code
 
@@ -107,7 +146,13 @@ class ContrastiveFlow(FastFlow):
 
     def __init__(self, config: ContrastiveFlowConfig | None = None, **overrides):
         super().__init__(config, **overrides)
-        self.synthesizer = RandomChoice([create_synthesizer(n) for n in self.config.proxies])
+        c = self.config
+        self.synthesizer = RandomChoice([create_synthesizer(n) for n in c.proxies])
+        if c.contrast == "clflow":
+            with seeded(c.seed): self.projector = ClflowProjector(self.backbone.channels, c.projection_dim)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*super().trainable_parameters(), *(self.projector.parameters() if self.config.contrast == "clflow" else ())]
 
 # %% ../../nbs/12_contrastive_flow.ipynb #4a657481
 @patch
@@ -142,7 +187,12 @@ def _contrast(self: ContrastiveFlow, syn: list, clean_latents: list[torch.Tensor
         w = mask_weights(masks, z.shape[-2:])
         if c.contrast == "margin": terms.append(margin_loss(position_energy(z), w, c.margin))
         elif c.contrast == "infonce": terms.append(infonce_loss(position_energy(z), w, c.tau))
-        else: terms.append(repel_loss(z, zc, w))
+        elif c.contrast == "repel": terms.append(repel_loss(z, zc, w))
+        else: terms.append(smoothed_classification_loss(position_energy(z), w, c.margin, c.smoothing)      # defects anomalous,
+                           + smoothed_classification_loss(position_energy(zc), torch.zeros_like(w), c.margin, c.smoothing))   # clean images normal
+    if c.contrast == "clflow":
+        s_syn, s_clean = self.projector([z for z, _ in syn]), self.projector(clean_latents)
+        terms = [t + pull_push_loss(sc, ss, mask_weights(masks, ss.shape[-2:])) for t, sc, ss in zip(terms, s_clean, s_syn)]
     return torch.stack(terms).mean()
 
 # %% ../../nbs/12_contrastive_flow.ipynb #89f3915d
@@ -153,11 +203,13 @@ def train_step(self: ContrastiveFlow, data: ContrastiveData, idx: torch.Tensor, 
     clean = self.flows(data.features(self, idx))
     nll = flow_loss(clean)
     self.check_finite(nll, epoch)
-    nll.backward()                                  # frees the clean graph before the synthetic one is built
-    if c.contrast_weight == 0: return nll.item()
-    clean_latents = [z.detach() for z, _ in clean]; del clean
+    if c.contrast_weight == 0 or epoch < c.pretrain_epochs:    # the likelihood alone (CL-Flow's first stage)
+        nll.backward(); return nll.item()
+    joint = c.contrast == "clflow"                  # clflow's terms reach the clean latents too: one graph, one backward
+    if not joint: nll.backward()                    # frees the clean graph before the synthetic one is built
+    clean_latents = [z if joint else z.detach() for z, _ in clean]; del clean
     rows = data.synthetic_for(idx)
     term = c.contrast_weight * self._contrast(self.flows(data.syn.features(self, rows)), clean_latents, data.masks[rows].to(self.device))
     self.check_finite(term, epoch)
-    term.backward()
+    (nll + term if joint else term).backward()
     return nll.item() + term.item()

@@ -118,6 +118,7 @@ def fastflow_paper(settings: dict) -> dict:
                 optimizer="adam", lr=1e-3, weight_decay=1e-5, batch_size=32, epochs=500, val_fraction=0.0, keep_aspect=False)
 
 FastFlowConfig.presets = {"paper": fastflow_paper}
+FastFlowConfig.legacy = {"norm": "plain"}   # checkpoints written before `norm` existed were trained with the parameter-free LayerNorm
 
 # %% ../../nbs/11_fastflow.ipynb #79c99cb9
 def _subnet(kernel: int, hidden_ratio: float):
@@ -260,6 +261,11 @@ def training_data(self: FastFlow, batches) -> TrainingData:
     return collect_training_data(self, batches, self.config.feature_cache_gb)
 
 @patch
+def trainable_parameters(self: FastFlow) -> list[nn.Parameter]:
+    "What the optimizer trains: the flows and their norms (a subclass adds what its training objective needs)."
+    return list(self.flows.parameters())
+
+@patch
 def batch_loss(self: FastFlow, data: TrainingData, idx: torch.Tensor) -> torch.Tensor:
     "Negative log-likelihood (nats/dim) of the images `idx`: the training objective here, the validation loss always."
     return flow_loss(self.flows(data.features(self, idx)))
@@ -310,7 +316,7 @@ def _fit(self: FastFlow, batches, progress: bool) -> None:
 @patch
 def _train(self: FastFlow, data: TrainingData, train_idx: torch.Tensor, val_idx: torch.Tensor, progress: bool = True) -> None:
     c = self.config
-    opt = (torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam)(self.flows.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    opt = (torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam)(self.trainable_parameters(), lr=c.lr, weight_decay=c.weight_decay)
     gen = torch.Generator().manual_seed(c.seed)
     best, best_state, waited, self.history = math.inf, None, 0, []
     bar = tqdm(range(c.epochs), desc=f"train {self.name}", leave=False, disable=not progress)

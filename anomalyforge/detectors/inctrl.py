@@ -6,6 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,29 +18,34 @@ from tqdm.auto import tqdm
 
 from ..auxiliary import AuxiliarySet, AuxiliaryTask
 from ..backbones import ClipImageFeatures
-from ..clip_base import ClipConfig, ClipDetector, anomaly_probability
+from ..clip_base import ClipConfig, ClipDetector, PromptLibrary, anomaly_probability
 from ..core import (AnomalyResult, DataError, NotFittedError, as_image_batch, image_batches,
     register_detector, seed_everything, seeded, to_tensor)
 from ..ops import ScoringHead, patch_map
 
 # %% auto #0
-__all__ = ['inctrl_layers', 'patch_residuals', 'ResidualAdapter', 'image_residual', 'InCTRLScores', 'holistic_scores',
-           'InCTRLConfig', 'ResidualPool', 'InCTRLOutput', 'PromptSet', 'InCTRL']
+__all__ = ['BLOCK_RULES', 'INCTRL_PROMPTS', 'inctrl_layers', 'patch_residuals', 'ResidualAdapter', 'image_residual',
+           'InCTRLScores', 'holistic_scores', 'InCTRLConfig', 'inctrl_paper', 'ResidualPool', 'InCTRLOutput',
+           'PromptSet', 'InCTRL']
 
 # %% ../../nbs/14_inctrl.ipynb #916ff067
-def inctrl_layers(depth: int) -> tuple[int, ...]:
-    "InCTRL's patch-token blocks for a ViT of `depth` blocks: the last one and those 2 and 4 before it (7, 9, 11 of 12)."
+BLOCK_RULES = ("paper", "last")
+
+def inctrl_layers(depth: int, rule: str = "paper") -> tuple[int, ...]:
+    "InCTRL's patch-token blocks (0-based) for a ViT of `depth` blocks: 'paper' 6, 8, 10 of 12 (the 7th, 9th, 11th); 'last' 7, 9, 11."
     if depth < 1: raise ValueError(f"a ViT has at least one block, got depth={depth}")
-    return tuple(sorted({max(0, depth - 5), max(0, depth - 3), depth - 1}))
+    if rule not in BLOCK_RULES: raise ValueError(f"blocks must be one of {BLOCK_RULES}, got {rule!r}")
+    last = depth - 2 if rule == "paper" else depth - 1
+    return tuple(sorted({max(0, last - 4), max(0, last - 2), max(0, last)}))
 
 # %% ../../nbs/14_inctrl.ipynb #4ce01526
-def patch_residuals(query: list[torch.Tensor], prompts: list[torch.Tensor]) -> torch.Tensor:
-    "Per-block residuals (N, blocks, L): 1 - max cosine similarity of query tokens (N, L, C) to prompt tokens (M, C) or (N, M, C)."
+def patch_residuals(query: list[torch.Tensor], prompts: list[torch.Tensor], scale: float = 0.5) -> torch.Tensor:
+    "Per-block residuals (N, blocks, L): `scale` x (1 - max cosine similarity) of query tokens (N, L, C) to prompt tokens (M, C) or (N, M, C)."
     if len(query) != len(prompts): raise DataError(f"{len(query)} query blocks but {len(prompts)} prompt blocks")
     out = []
     for q, p in zip(query, prompts):
         sim = F.normalize(q, dim=-1) @ F.normalize(p, dim=-1).transpose(-1, -2)   # (N, L, M)
-        out.append(1 - sim.amax(-1))
+        out.append(scale * (1 - sim.amax(-1)))
     return torch.stack(out, 1)
 
 # %% ../../nbs/14_inctrl.ipynb #70cf98e1
@@ -89,6 +96,12 @@ class InCTRLConfig(ClipConfig):
     use_image: bool = True                  # image-level residual through the adapter
     use_text: bool = True                   # text prior: CLIP's zero-shot score
     adapter_reduction: int = 4              # adapter bottleneck D -> D / reduction -> D
+    adapter_input: str = "raw"              # 'raw': the embedding before L2 normalisation (reference code); 'normalised'
+    blocks: str = "paper"                   # patch-token blocks when `layers` is empty: 'paper' (6, 8, 10 of 12) or 'last' (7, 9, 11)
+    residual_scale: float = 1.0             # patch residual = scale x (1 - max cosine); paper: 0.5 (see the toy grid below)
+    heads: str = "batchnorm"                # the reference code's BatchNorm after each hidden layer; 'plain': without
+    task_names: bool = True                 # text prior in training: each auxiliary task's own name (paper); False: object_name for all
+    extra_prompts: str = "draw"             # more than k prompts in fit(): 'draw' k of them (the heads were trained on k), or 'keep' all
     steps: int = 500                        # training steps of `batch_size` queries
     lr: float = 1e-3                        # AdamW learning rate (paper: 1e-3)
     draws: int = 8                          # prompt sets drawn per auxiliary query
@@ -100,6 +113,30 @@ class InCTRLConfig(ClipConfig):
         if not (self.use_patch or self.use_image or self.use_text): raise ValueError("switch on at least one of use_patch, use_image, use_text")
         if self.steps < 1 or self.draws < 1: raise ValueError(f"steps and draws must be at least 1, got {self.steps} and {self.draws}")
         if self.lr <= 0: raise ValueError(f"lr must be positive, got {self.lr}")
+        for name, allowed in (("adapter_input", ("raw", "normalised")), ("blocks", BLOCK_RULES), ("heads", ("plain", "batchnorm")),
+                              ("extra_prompts", ("draw", "keep"))):
+            if getattr(self, name) not in allowed: raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.residual_scale <= 0: raise ValueError(f"residual_scale must be positive, got {self.residual_scale}")
+
+# %% ../../nbs/14_inctrl.ipynb #717f3097
+INCTRL_PROMPTS = PromptLibrary(   # the reference code's state words and templates (model.py: state_level, template_level)
+    normal_states=("{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect", "{} without damage"),
+    anomalous_states=("damaged {}", "{} with flaw", "{} with defect", "{} with damage"),
+    templates=tuple(f"a {kind}photo of {art} {{}}{end}" for kind, end in
+                    [("cropped ", "."), ("close-up ", "."), ("bright ", "."), ("dark ", "."), ("jpeg corrupted ", "."), ("blurry ", "."),
+                     ("", "."), ("", " for visual inspection."), ("", " for anomaly detection.")] for art in ("a", "the"))
+              + tuple(f"a photo of {art} {size} {{}}." for size in ("small", "large") for art in ("a", "the")))
+
+def inctrl_paper(settings: dict) -> dict:
+    "InCTRL's settings as its paper and reference code train and test it (Zhu & Pang, 2024; mala-lab/InCTRL)."
+    return dict(model_name="ViT-B-16-plus-240", weights="laion400m_e32", image_size=240, keep_aspect=False, shots=2, layers=(),
+                blocks="paper", residual_scale=0.5, adapter_input="raw", adapter_reduction=4, heads="batchnorm", task_names=True,
+                extra_prompts="draw", use_patch=True, use_image=True, use_text=True, temperature=0.01,
+                normal_states=INCTRL_PROMPTS.normal_states, anomalous_states=INCTRL_PROMPTS.anomalous_states,
+                templates=INCTRL_PROMPTS.templates, steps=1000, lr=1e-3, batch_size=16)
+
+InCTRLConfig.presets = {"paper": inctrl_paper}
+InCTRLConfig.legacy = {"blocks": "last", "residual_scale": 1.0, "adapter_input": "normalised", "extra_prompts": "keep", "heads": "plain"}   # how checkpoints were trained before these settings existed
 
 # %% ../../nbs/14_inctrl.ipynb #2651a19c
 @dataclass
@@ -110,11 +147,12 @@ class ResidualPool:
     prompts: torch.Tensor
     label: torch.Tensor
     task: torch.Tensor
-    query_embeddings: torch.Tensor    # (Q, D) L2-normalised class embeddings of all queries
+    query_embeddings: torch.Tensor    # (Q, D) class embeddings of all queries, before L2 normalisation
     normal_embeddings: torch.Tensor   # (T, D) those of all normal images (the prompts)
     text_scores: torch.Tensor         # (Q,) the text prior of each query
     shots: int
     description: str
+    residual_scale: float = 0.5       # the scale `patch` was computed with
 
     def __len__(self): return len(self.patch)
 
@@ -129,7 +167,7 @@ class InCTRLOutput:
 
 @dataclass
 class PromptSet:
-    "Encoded sample prompts: L2-normalised patch `tokens` per block (B, M*L, C), class `embeddings` (M, D), image `shape` (C, H, W) as given."
+    "Encoded sample prompts: L2-normalised patch `tokens` per block (B, M*L, C), class `embeddings` (M, D) before L2 normalisation, image `shape` (C, H, W)."
     tokens: torch.Tensor
     embeddings: torch.Tensor
     shape: tuple[int, int, int]
@@ -146,12 +184,12 @@ class InCTRL(ClipDetector):
     def __init__(self, config: InCTRLConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         c, visual = self.config, self.backbone.model.visual
-        if not c.layers: self.backbone.layers = inctrl_layers(len(visual.transformer.resblocks))   # the paper's blocks
-        grid, dim = tuple(visual.grid_size), visual.output_dim
+        if not c.layers: self.backbone.layers = inctrl_layers(len(visual.transformer.resblocks), c.blocks)
+        grid, dim, bn = tuple(visual.grid_size), visual.output_dim, c.heads == "batchnorm"
         with seeded(c.seed):
             self.adapter = ResidualAdapter(dim, c.adapter_reduction)
-            self.image_head = ScoringHead(dim)
-            self.holistic_head = ScoringHead(grid[0] * grid[1])
+            self.image_head = ScoringHead(dim, batch_norm=bn)
+            self.holistic_head = ScoringHead(grid[0] * grid[1], batch_norm=bn)
         self.register_buffer("trained", torch.tensor(False))                       # stage 1: pretrain() (or a trained checkpoint)
         self.register_buffer("support_tokens", torch.zeros(len(self.backbone.layers), 0, visual.transformer.width))
         self.register_buffer("prompt_embeddings", torch.zeros(0, dim))              # stage 2: the prompts kept by fit()
@@ -174,11 +212,12 @@ class InCTRL(ClipDetector):
 @torch.no_grad()
 def _encode_batches(self: InCTRL, batches) -> tuple[ClipImageFeatures, tuple[int, int]]:
     "CLIP features of a stream of dict batches, patch tokens L2-normalised, and the size of the images."
-    embs, toks = [], []
+    embs, norms, toks = [], [], []
     for b in batches:
         f = self.backbone.encode_image(b["image"].to(self.device))
-        embs.append(f.embedding); toks.append([F.normalize(t, dim=-1) for t in f.patch_tokens])
-    return ClipImageFeatures(torch.cat(embs), [torch.cat(parts) for parts in zip(*toks)], f.grid), tuple(b["image"].shape[-2:])
+        embs.append(f.embedding); norms.append(f.embedding_norm); toks.append([F.normalize(t, dim=-1) for t in f.patch_tokens])
+    return (ClipImageFeatures(torch.cat(embs), [torch.cat(parts) for parts in zip(*toks)], f.grid, torch.cat(norms)),
+            tuple(b["image"].shape[-2:]))
 
 @patch
 def encode(self: InCTRL, images, progress: bool = False) -> ClipImageFeatures:
@@ -209,7 +248,7 @@ def _prompt_set(self: InCTRL, batches) -> PromptSet:
     f, size = self._encode_batches(batches)
     m, k = len(f.embedding), self.config.shots
     if m < k: raise DataError(f"inctrl was set up for k={k} prompts but got {m} normal image(s): give at least {k}")
-    return PromptSet(torch.stack([t.flatten(0, 1) for t in f.patch_tokens]), f.embedding, (3, *size))
+    return PromptSet(torch.stack([t.flatten(0, 1) for t in f.patch_tokens]), f.raw_embedding, (3, *size))
 
 @patch
 def encode_prompts(self: InCTRL, prompts, progress: bool = False) -> PromptSet:
@@ -227,23 +266,35 @@ def fit(self: InCTRL, prompts, progress: bool = False) -> InCTRL:
     if channels is not None: self.prompt_shape[0] = channels                   # channels as given (gray prompts stay gray)
     return self
 
+def _first_k(p: PromptSet, k: int, seed: int) -> PromptSet:
+    "`k` of the prompts in `p`, drawn by `seed` (in their given order)."
+    keep = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))[:k].sort().values
+    tokens = p.tokens.view(len(p.tokens), len(p), -1, p.tokens.shape[-1])[:, keep].flatten(1, 2)
+    return PromptSet(tokens, p.embeddings[keep], p.shape)
+
 @patch
 def _fit(self: InCTRL, batches, progress: bool) -> None:
-    p = self._prompt_set(batches)                    # batches come from one tensor or one Dataset: one image size
+    p, c = self._prompt_set(batches), self.config    # batches come from one tensor or one Dataset: one image size
+    if len(p) > c.shots and c.extra_prompts == "draw":
+        warnings.warn(f"inctrl was trained with k={c.shots} prompts and got {len(p)}: {c.shots} of them are kept (drawn by the seed); "
+                      f"set extra_prompts='keep' to use them all", stacklevel=3)
+        p = _first_k(p, c.shots, c.seed)
     self.support_tokens, self.prompt_embeddings = p.tokens, p.embeddings
     self.prompt_shape = torch.tensor(p.shape, dtype=torch.long)
     if self.config.use_text: self.text_embeddings()
 
 # %% ../../nbs/14_inctrl.ipynb #9ca754e1
 @patch
-def text_scores(self: InCTRL, embeddings: torch.Tensor) -> torch.Tensor:
-    "The text prior (N,) of L2-normalised image `embeddings` (N, D); zeros when `use_text` is off (no text is encoded)."
+def text_scores(self: InCTRL, embeddings: torch.Tensor, object_name: str | None = None) -> torch.Tensor:
+    "The text prior (N,) of image `embeddings` (N, D) for `object_name` (default: the config's); zeros when `use_text` is off."
     if not self.config.use_text: return embeddings.new_zeros(len(embeddings))
-    return anomaly_probability(embeddings, self.text_embeddings(), self.config.temperature)
+    return anomaly_probability(F.normalize(embeddings, dim=-1), self.text_embeddings(object_name=object_name), self.config.temperature)
 
 @patch
 def _scores(self: InCTRL, residual_map, query_emb, prompt_emb, text) -> InCTRLScores:
+    "InCTRL's scores from a residual map, the query's and the prompts' embeddings (before L2 normalisation) and the text prior."
     c = self.config
+    if c.adapter_input == "normalised": query_emb, prompt_emb = F.normalize(query_emb, dim=-1), F.normalize(prompt_emb, dim=-1)
     return holistic_scores(residual_map, image_residual(self.adapter, query_emb, prompt_emb), text, self.image_head,
                            self.holistic_head, c.use_patch, c.use_image, c.use_text)
 
@@ -251,8 +302,8 @@ def _scores(self: InCTRL, residual_map, query_emb, prompt_emb, text) -> InCTRLSc
 def _evidence(self: InCTRL, features: ClipImageFeatures, prompts: PromptSet | None = None) -> tuple[torch.Tensor, InCTRLScores]:
     "Per-block residuals (N, B, L) of encoded queries against `prompts` (default: those of `fit`), and the scores they lead to."
     p, dev = self.prompt_set if prompts is None else prompts, self.device
-    layer = patch_residuals([t.to(dev) for t in features.patch_tokens], list(p.tokens.to(dev)))
-    emb = features.embedding.to(dev)
+    layer = patch_residuals([t.to(dev) for t in features.patch_tokens], list(p.tokens.to(dev)), self.config.residual_scale)
+    emb = features.raw_embedding.to(dev)
     return layer, self._scores(layer.mean(1), emb, p.embeddings.to(dev), self.text_scores(emb))
 
 @patch
@@ -274,13 +325,15 @@ def residual_pool(self: InCTRL, aux: AuxiliarySet, progress: bool = True) -> Res
     c = self.config
     rng = np.random.default_rng(c.seed)
     self.to(self.device)
-    parts, q_embs, n_embs, q_off, n_off = [], [], [], 0, 0
+    parts, q_embs, n_embs, texts, q_off, n_off = [], [], [], [], 0, 0
     for t_id, task in enumerate(tqdm(aux.tasks, desc="encode auxiliary tasks", disable=not progress, leave=False)):
         normal, anomalous = self.encode(task.normal), self.encode(task.anomalous)
         n_norm, n_anom = len(normal.embedding), len(anomalous.embedding)
         if n_norm < c.shots + 1: raise DataError(f"auxiliary task '{task.name}' has {n_norm} normal images; k={c.shots} prompts plus a query need {c.shots + 1}")
         exclude = torch.cat([torch.arange(n_norm), task.source if task.source is not None else torch.full((n_anom,), -1)])
         queries = [torch.cat([a, b]) for a, b in zip(normal.patch_tokens, anomalous.patch_tokens)]
+        q_raw = torch.cat([normal.raw_embedding, anomalous.raw_embedding])
+        texts.append(self.text_scores(q_raw, task.name.replace("_", " ") if c.task_names else None).cpu())
         for r in range(c.draws):
             prompts = torch.stack([torch.from_numpy(rng.choice(np.setdiff1d(np.arange(n_norm), [e]), c.shots, replace=False))
                                    for e in exclude.tolist()])
@@ -288,13 +341,12 @@ def residual_pool(self: InCTRL, aux: AuxiliarySet, progress: bool = True) -> Res
                 idx = torch.arange(s, min(s + 32, len(exclude)))
                 qt = [tok[idx] for tok in queries]
                 pt = [tok[prompts[idx]].flatten(1, 2) for tok in normal.patch_tokens]       # (n, k * L, C)
-                parts.append((patch_residuals(qt, pt).mean(1).cpu(), idx + q_off, prompts[idx] + n_off,
+                parts.append((patch_residuals(qt, pt, c.residual_scale).mean(1).cpu(), idx + q_off, prompts[idx] + n_off,
                                (idx >= n_norm).long(), torch.full((len(idx),), t_id)))
-        q_embs.append(torch.cat([normal.embedding, anomalous.embedding]).cpu()); n_embs.append(normal.embedding.cpu())
+        q_embs.append(q_raw.cpu()); n_embs.append(normal.raw_embedding.cpu())
         q_off += n_norm + n_anom; n_off += n_norm
-    q_embs = torch.cat(q_embs)
-    text = self.text_scores(q_embs.to(self.device)).cpu()
-    return ResidualPool(*(torch.cat([p[i] for p in parts]) for i in range(5)), q_embs, torch.cat(n_embs), text, c.shots, aux.description)
+    return ResidualPool(*(torch.cat([p[i] for p in parts]) for i in range(5)), torch.cat(q_embs), torch.cat(n_embs), torch.cat(texts),
+                        c.shots, aux.description, c.residual_scale)
 
 # %% ../../nbs/14_inctrl.ipynb #a920e4af
 @patch
@@ -304,6 +356,7 @@ def pretrain(self: InCTRL, aux: AuxiliarySet | ResidualPool, progress: bool = Tr
     seed_everything(c.seed)
     pool = aux if isinstance(aux, ResidualPool) else self.residual_pool(aux, progress)
     if pool.shots != c.shots: raise DataError(f"the residual pool was drawn with k={pool.shots} prompts, this detector uses k={c.shots}")
+    rescale = c.residual_scale / pool.residual_scale                        # residuals are linear in the scale: a pool serves any
     if pool.patch.shape[1] != self.holistic_head.net[0].in_features:
         raise DataError(f"the residual pool has {pool.patch.shape[1]} patches per map, this CLIP {self.holistic_head.net[0].in_features}: it comes from another model")
     normal, anomalous = (pool.label == 0).nonzero()[:, 0], (pool.label == 1).nonzero()[:, 0]
@@ -318,7 +371,7 @@ def pretrain(self: InCTRL, aux: AuxiliarySet | ResidualPool, progress: bool = Tr
         rows = torch.cat([normal[torch.randint(len(normal), (half,), generator=g)], anomalous[torch.randint(len(anomalous), (half,), generator=g)]])
         y = pool.label[rows].float().to(dev)
         q = pool.query[rows]
-        s = self._scores(pool.patch[rows].to(dev), pool.query_embeddings[q].to(dev), pool.normal_embeddings[pool.prompts[rows]].to(dev),
+        s = self._scores(pool.patch[rows].to(dev) * rescale, pool.query_embeddings[q].to(dev), pool.normal_embeddings[pool.prompts[rows]].to(dev),
                          pool.text_scores[q].to(dev))
         loss = sigmoid_focal_loss(torch.logit(s.score, eps=1e-6), y, alpha=-1, reduction="mean")
         if c.use_image: loss = loss + sigmoid_focal_loss(s.image_logit, y, alpha=-1, reduction="mean")
