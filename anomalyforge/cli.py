@@ -211,6 +211,13 @@ def _cmd_list(args) -> int:
     return 0
 
 # %% ../nbs/16_cli.ipynb #1cebac86
+def _config_from_args(cls, args):
+    "The config `fit` and `train` build for detector class `cls`: `--preset` (or the defaults), then `--set`, `--image-size`, `--keep-aspect`."
+    over = parse_overrides(args.detector, args.set)
+    if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
+    if args.keep_aspect: over["keep_aspect"] = True
+    return cls.config_class.preset(args.preset, **over) if args.preset else cls.config_class(**over)
+
 def _cmd_fit(args) -> int:
     from anomalyforge.data import mvtec_dataset
     from anomalyforge.evaluation import training_images
@@ -218,10 +225,7 @@ def _cmd_fit(args) -> int:
     if cls.trains_on_auxiliary:
         raise ValueError(f"{args.detector} learns from auxiliary data first: run `anomalyforge train {args.detector} --data FOLDER --out FILE`, "
                          "then give it prompts with `evaluate` or `predict --prompts`")
-    over = parse_overrides(args.detector, args.set)
-    if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
-    if args.keep_aspect: over["keep_aspect"] = True
-    cfg = cls.config_class.preset(args.preset, **over) if args.preset else cls.config_class(**over)   # checks the settings before any work
+    cfg = _config_from_args(cls, args)                                      # checks the settings before any work
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)   # and the output
     train = mvtec_dataset(args.data, args.category, "train", **cfg.sizing()).check()   # and the data before the backbone loads
     _warn_squashed(train, cfg)
@@ -239,10 +243,7 @@ def _cmd_train(args) -> int:
     if not cls.trains_on_auxiliary:
         raise ValueError(f"{args.detector} is not trained on auxiliary data: use `anomalyforge fit {args.detector}` on normal images")
     from anomalyforge.auxiliary import auxiliary_from_mvtec, auxiliary_from_synthesis
-    over = parse_overrides(args.detector, args.set)
-    if args.image_size is not None: over["image_size"] = args.image_size   # the config reads "560x224" or "256"
-    if args.keep_aspect: over["keep_aspect"] = True
-    cfg = cls.config_class.preset(args.preset, **over) if args.preset else cls.config_class(**over)
+    cfg = _config_from_args(cls, args)
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)
     cats = [c.strip() for c in args.category.split(",") if c.strip()] if args.category else mvtec_categories(args.data)
     if args.synthetic:

@@ -282,10 +282,15 @@ class DetectorConfig:
         "The config of preset `name` (e.g. 'paper'), with `settings` on top of the preset's own."
         if name not in cls.presets:
             raise ValueError(f"{cls.__name__} has no preset {name!r}; its presets: {', '.join(sorted(cls.presets)) or 'none'}")
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(settings) - known)
-        if bad: raise TypeError(f"{cls.__name__} has no field(s) {bad}; fields: {sorted(known)}")
+        cls._refuse_unknown(settings)
         return cls(**{**cls.presets[name](settings), **settings})
+
+    @classmethod
+    def _refuse_unknown(cls, names) -> None:
+        "A `TypeError` naming every one of `names` that is not a field of `cls`, and the fields there are."
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(names) - known)
+        if bad: raise TypeError(f"{cls.__name__} has no field(s) {bad}; fields: {sorted(known)}")
 
 # %% ../nbs/00_core.ipynb #ce5879e8
 class Detector(nn.Module):
@@ -302,9 +307,7 @@ class Detector(nn.Module):
         config = config if config is not None else self.config_class()
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        known = {f.name for f in fields(config)}
-        bad = sorted(set(overrides) - known)
-        if bad: raise TypeError(f"{self.config_class.__name__} has no field(s) {bad}; fields: {sorted(known)}")
+        type(config)._refuse_unknown(overrides)
         self.config = dataclasses.replace(config, **overrides)
         self.register_buffer("fitted", torch.tensor(self.ready_as_built))
 

@@ -183,16 +183,15 @@ def training_data(self: ContrastiveFlow, batches) -> ContrastiveData:
 def _contrast(self: ContrastiveFlow, syn: list, clean_latents: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
     "The contrastive term, averaged over scales, of flow outputs `syn` of synthetic images with defect `masks` (N, H, W)."
     c, terms = self.config, []
-    for (z, _), zc in zip(syn, clean_latents):
+    if c.contrast == "clflow": s_syn, s_clean = self.projector([z for z, _ in syn]), self.projector(clean_latents)
+    for i, ((z, _), zc) in enumerate(zip(syn, clean_latents)):
         w = mask_weights(masks, z.shape[-2:])
         if c.contrast == "margin": terms.append(margin_loss(position_energy(z), w, c.margin))
         elif c.contrast == "infonce": terms.append(infonce_loss(position_energy(z), w, c.tau))
         elif c.contrast == "repel": terms.append(repel_loss(z, zc, w))
         else: terms.append(smoothed_classification_loss(position_energy(z), w, c.margin, c.smoothing)      # defects anomalous,
-                           + smoothed_classification_loss(position_energy(zc), torch.zeros_like(w), c.margin, c.smoothing))   # clean images normal
-    if c.contrast == "clflow":
-        s_syn, s_clean = self.projector([z for z, _ in syn]), self.projector(clean_latents)
-        terms = [t + pull_push_loss(sc, ss, mask_weights(masks, ss.shape[-2:])) for t, sc, ss in zip(terms, s_clean, s_syn)]
+                           + smoothed_classification_loss(position_energy(zc), torch.zeros_like(w), c.margin, c.smoothing)   # clean images normal
+                           + pull_push_loss(s_clean[i], s_syn[i], w))
     return torch.stack(terms).mean()
 
 # %% ../../nbs/12_contrastive_flow.ipynb #89f3915d

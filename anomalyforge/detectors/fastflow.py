@@ -112,10 +112,10 @@ def fastflow_paper(settings: dict) -> dict:
     backbone = settings.get("backbone", "resnet18")
     if backbone not in PAPER_BACKBONES:
         raise ValueError(f"the FastFlow paper has no settings for {backbone}; its backbones: {', '.join(PAPER_BACKBONES)}")
-    vit = is_token_backbone(backbone)
-    return dict(backbone=backbone, **PAPER_BACKBONES[backbone], layers=(PAPER_VIT_BLOCKS[backbone],) if vit else (1, 2, 3),
-                flow_steps=20 if vit else 8, hidden_ratio=0.16 if vit else 1.0, norm="backbone" if vit else "affine", clamp=2.0,
-                optimizer="adam", lr=1e-3, weight_decay=1e-5, batch_size=32, epochs=500, val_fraction=0.0, keep_aspect=False)
+    plan = flow_plan(FastFlowConfig(backbone=backbone))               # the paper's per-family architecture, pinned
+    return dict(backbone=backbone, **PAPER_BACKBONES[backbone], layers=plan.layers, flow_steps=plan.steps, hidden_ratio=plan.hidden_ratio,
+                norm=plan.norm, clamp=2.0, optimizer="adam", lr=1e-3, weight_decay=1e-5, batch_size=32, epochs=500, val_fraction=0.0,
+                keep_aspect=False)
 
 FastFlowConfig.presets = {"paper": fastflow_paper}
 FastFlowConfig.legacy = {"norm": "plain"}   # checkpoints written before `norm` existed were trained with the parameter-free LayerNorm

@@ -266,7 +266,7 @@ def fit(self: InCTRL, prompts, progress: bool = False) -> InCTRL:
     if channels is not None: self.prompt_shape[0] = channels                   # channels as given (gray prompts stay gray)
     return self
 
-def _first_k(p: PromptSet, k: int, seed: int) -> PromptSet:
+def _draw_k(p: PromptSet, k: int, seed: int) -> PromptSet:
     "`k` of the prompts in `p`, drawn by `seed` (in their given order)."
     keep = torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))[:k].sort().values
     tokens = p.tokens.view(len(p.tokens), len(p), -1, p.tokens.shape[-1])[:, keep].flatten(1, 2)
@@ -278,7 +278,7 @@ def _fit(self: InCTRL, batches, progress: bool) -> None:
     if len(p) > c.shots and c.extra_prompts == "draw":
         warnings.warn(f"inctrl was trained with k={c.shots} prompts and got {len(p)}: {c.shots} of them are kept (drawn by the seed); "
                       f"set extra_prompts='keep' to use them all", stacklevel=3)
-        p = _first_k(p, c.shots, c.seed)
+        p = _draw_k(p, c.shots, c.seed)
     self.support_tokens, self.prompt_embeddings = p.tokens, p.embeddings
     self.prompt_shape = torch.tensor(p.shape, dtype=torch.long)
     if self.config.use_text: self.text_embeddings()
