@@ -17,9 +17,9 @@ from skimage import data as skdata, draw, filters, morphology, transform
 from .core import DataError, Registry, as_image_batch
 
 # %% auto #0
-__all__ = ['SYNTHESIZERS', 'PROXIES', 'foreground_mask', 'Synthesizer', 'register_synthesizer', 'list_synthesizers',
-           'create_synthesizer', 'CutPaste', 'CutPasteScar', 'PerlinTexture', 'PerlinSelf', 'Scratches',
-           'MissingMaterial', 'RandomChoice']
+__all__ = ['SYNTHESIZERS', 'PROXIES', 'per_image_rngs', 'foreground_mask', 'Synthesizer', 'register_synthesizer',
+           'list_synthesizers', 'create_synthesizer', 'blob_region', 'CutPaste', 'CutPasteScar', 'PerlinTexture',
+           'PerlinSelf', 'Scratches', 'MissingMaterial', 'RandomChoice']
 
 # %% ../nbs/10_synthesis.ipynb #7b54f3f1
 def _images(images) -> tuple[np.ndarray, bool]:
@@ -33,7 +33,7 @@ def _images(images) -> tuple[np.ndarray, bool]:
     if min(x.shape[-2:]) < 8: raise DataError(f"images must be at least 8x8 px to hold a defect, got {tuple(x.shape[-2:])}")
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), single
 
-def _rngs(rng, n: int) -> list[np.random.Generator]:
+def per_image_rngs(rng, n: int) -> list[np.random.Generator]:
     "`n` independent generators, one per image, from an int seed or a `numpy.random.Generator`."
     if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, (int, np.integer, np.random.Generator)):
         raise TypeError(f"rng must be an int seed or a numpy.random.Generator, got {type(rng).__name__}: "
@@ -110,13 +110,14 @@ _MIN_VISIBLE = 0.95   # share of the mask that must change visibly for a draw to
 class Synthesizer:
     "Base of all anomaly synthesizers: `synth(images, rng, foreground=None) -> (images (N, 3, H, W), masks (N, H, W) bool)`."
     name: ClassVar[str] = ""
+    per_image: ClassVar[bool] = True      # draws each image's defect on its own (False: works on whole batches, as the diffusion synthesizers)
 
     def __call__(self, images, rng, foreground=None) -> tuple[torch.Tensor, torch.Tensor]:
         "One defect per image of `images` (N, 3, H, W) or (3, H, W), drawn from `rng`, on `foreground`: new (images, masks (N, H, W) bool)."
         x, single = _images(images)
         fg = _foreground(foreground, x, single)
         out, masks = np.empty_like(x), np.zeros(x.shape[:3], bool)
-        for k, g in enumerate(_rngs(rng, len(x))):
+        for k, g in enumerate(per_image_rngs(rng, len(x))):
             out[k], masks[k] = self._apply(x, k, g, None if fg is None else fg[k])
         out, masks = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2))), torch.from_numpy(masks)
         return (out[0], masks[0]) if single else (out, masks)
@@ -219,6 +220,16 @@ def _blob(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     "An irregular blob in an `h` x `w` box: an ellipse with a Perlin-noise rim, its centre always inside: (h, w) bool."
     r = np.hypot(np.linspace(-1, 1, h, dtype=np.float32)[:, None], np.linspace(-1, 1, w, dtype=np.float32)[None])
     return r + 0.6 * _perlin((h, w), rng.uniform(1.5, 3.5, 2), rng, rng.uniform(0, np.pi)) < 0.85
+
+# %% ../nbs/10_synthesis.ipynb #634015f1
+def blob_region(shape: tuple[int, int], area: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    "A blob-shaped region (H, W) bool at a random place of an image of `shape`, covering about a share drawn from `area` of it."
+    share, aspect = rng.uniform(*area), math.exp(rng.uniform(-0.7, 0.7))
+    side = math.sqrt(share * shape[0] * shape[1]) * 1.2                 # a blob fills about 70 % of its box
+    h, w = (int(np.clip(round(side * f), 2, n)) for f, n in ((math.sqrt(aspect), shape[0]), (1 / math.sqrt(aspect), shape[1])))
+    r0, c0 = _box_at(_centre(shape, rng), (h, w), shape)
+    region = np.zeros(shape, bool); region[r0:r0 + h, c0:c0 + w] = _blob(h, w, rng)
+    return region
 
 # %% ../nbs/10_synthesis.ipynb #7c0423bc
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
@@ -529,15 +540,16 @@ class MissingMaterial(Synthesizer):
 class RandomChoice(Synthesizer):
     "One of `methods` per image, drawn with probabilities `p`: a mixture of proxy tasks."
     name: ClassVar[str] = "random_choice"
-    methods: Sequence | None = None             # synthesizers or registered names; None: all other registered methods
+    methods: Sequence | None = None             # synthesizers or registered names; None: all other per-image methods
     p: Sequence[float] | None = None            # probabilities (normalised); None: uniform
 
     def __post_init__(self):
-        if self.methods is None: self.methods = [cls() for cls in SYNTHESIZERS.values() if cls is not RandomChoice]
+        if self.methods is None: self.methods = [cls() for cls in SYNTHESIZERS.values() if cls is not RandomChoice and cls.per_image]
         self.methods = [create_synthesizer(m) if isinstance(m, str) else m for m in self.methods]
         if not self.methods: raise ValueError("methods is empty: give at least one synthesizer")
         for m in self.methods:
             if not isinstance(m, Synthesizer): raise ValueError(f"methods must be synthesizers or registered names, got {type(m).__name__}")
+            if not m.per_image: raise ValueError(f"{m.name} makes whole batches at once and cannot be mixed per image: call it on its own")
         p = np.ones(len(self.methods)) if self.p is None else np.asarray(self.p, float)
         if p.shape != (len(self.methods),) or (p < 0).any() or p.sum() <= 0:
             raise ValueError(f"p must hold one non-negative weight per method ({len(self.methods)}), not all zero; got {self.p!r}")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from .core import AnomalyResult, DataError, Detector, as_image_batch
 from .metrics import example_indices
-from .synthesis import create_synthesizer, list_synthesizers
+from .synthesis import SYNTHESIZERS, create_synthesizer, list_synthesizers
 
 # %% auto #0
 __all__ = ['MASK_PALETTE', 'png_bytes', 'jpeg_bytes', 'overlay_frame', 'mask_frame', 'frame_explorer', 'map_explorer',
@@ -130,19 +130,24 @@ def map_explorer(images, result: AnomalyResult, n_images: int = 8, n_thresholds:
                                                  '<b style="color:#46dc5a">true defect outline</b>')
 
 # %% ../nbs/15_widgets.ipynb #22992cde
-def _images_over_masks_html(out: torch.Tensor, masks: torch.Tensor, size: int, caption: str) -> str:
-    "The images `out` (N, 3, H, W) side by side in one JPEG, their masks (N, H, W) under them in one palette PNG, `size` px each, and `caption`."
-    n, (h, w) = len(out), out.shape[-2:]
-    rgb = np.concatenate([_rgb_uint8(o) for o in out], 1)
+def _strip_jpeg(images: torch.Tensor, size: int) -> str:
+    "The images (N, 3, H, W) side by side in one JPEG `<img>`, `size` px wide each."
+    n, (h, w) = len(images), images.shape[-2:]
+    rgb = np.concatenate([_rgb_uint8(o) for o in images], 1)
     rgb = np.asarray(Image.fromarray(rgb).resize((size * n, round(size * h / w)), Image.BILINEAR))
+    return f'<img src="{_data_uri(jpeg_bytes(rgb), "image/jpeg")}" width="{size * n}"/><br/>'
+
+def _images_over_masks_html(out: torch.Tensor, masks: torch.Tensor, size: int, caption: str, sources: torch.Tensor | None = None) -> str:
+    "The images `out` (N, 3, H, W) side by side in one JPEG (under their `sources` when given), their masks (N, H, W) below in one palette PNG, `size` px each, and `caption`."
+    n = len(out)
     png = png_bytes(np.concatenate([mask_frame(m) for m in masks], 1), MASK_PALETTE)
-    return (f'<div><img src="{_data_uri(jpeg_bytes(rgb), "image/jpeg")}" width="{size * n}"/><br/>'
+    return (f'<div>{"" if sources is None else _strip_jpeg(sources, size)}{_strip_jpeg(out, size)}'
             f'<img src="{_data_uri(png, "image/png")}" width="{size * n}" style="image-rendering:pixelated"/>'
             f'<div style="font-size:12px">{caption}</div></div>')
 
-def synthesis_explorer(images, methods=None, seeds=range(6), size: int = 160, foreground=None) -> widgets.VBox:
-    "Pick a method, slide the seed: the synthesized `images` (N, 3, H, W) and their masks; works without a kernel (docs)."
-    if methods is None: methods = list_synthesizers()
+def synthesis_explorer(images, methods=None, seeds=range(6), size: int = 160, foreground=None, sources: bool = False) -> widgets.VBox:
+    "Pick a method, slide the seed: the synthesized `images` (N, 3, H, W) and their masks (under the source images with `sources`); works without a kernel (docs)."
+    if methods is None: methods = [m for m in list_synthesizers() if SYNTHESIZERS.get_class(m).per_image]   # the batch-wide ones need a model
     if not isinstance(methods, dict): methods = {m if isinstance(m, str) else type(m).__name__: m for m in methods}
     methods = {k: create_synthesizer(m) if isinstance(m, str) else m for k, m in methods.items()}
     seeds = list(seeds)
@@ -154,10 +159,13 @@ def synthesis_explorer(images, methods=None, seeds=range(6), size: int = 160, fo
         for s in seeds:
             out, masks = synth(x, s, foreground)
             share = ", ".join(f"{100 * m.float().mean():.1f}" for m in masks)
-            frames.append(_images_over_masks_html(out, masks, size, f"{name} · seed {s} · defect area: {share} % of each image"))
+            mixed = f" · content from images {', '.join(map(str, synth.partner))}" if getattr(synth, "partner", None) else ""
+            frames.append(_images_over_masks_html(out, masks, size, f"{name} · seed {s} · defect area: {share} % of each image{mixed}",
+                                                  x if sources else None))
         pages.append((name, frames))
+    top = "top: source images · middle: synthesized images" if sources else "top: synthesized images"
     return frame_explorer(pages, [str(s) for s in seeds], page_label="method", step_label="seed",
-                          legend='top: synthesized images · bottom: <b style="color:#eb4034">their defect masks</b>')
+                          legend=f'{top} · bottom: <b style="color:#eb4034">their defect masks</b>')
 
 # %% ../nbs/15_widgets.ipynb #e746b761
 def _jpeg_strip_html(images: list[np.ndarray], size: int) -> str:
