@@ -453,3 +453,33 @@ def test_every_error_is_an_anomalyforge_error():
     for cls, builtin in ((DataError, ValueError), (CheckpointError, ValueError), (WeightsUnavailableError, RuntimeError),
                          (NotFittedError, RuntimeError)):
         assert issubclass(cls, AnomalyforgeError) and issubclass(cls, builtin), cls
+
+
+# -- synthetic validation and diffusion --------------------------------------------------------
+
+def test_select_with_an_unreachable_diffusion_model_says_how_to_supply_it(textures, tmp_path, capsys):
+    "A diffusion model that is neither a local folder nor in the hub cache: one line naming the ways to supply it, in seconds, nothing written."
+    from anomalyforge.cli import main
+    t0 = time.time()
+    code = main(["select", "--data", str(textures), "--category", "brick", "--candidates", "patchknn", "--generator", "diffstyle",
+                 "--diffusion-model", "nobody/no-such-ddpm", "--image-size", "64", "--max-support", "6", "--out", str(tmp_path / "sel")])
+    err = capsys.readouterr().err
+    assert code == 2 and "save_pretrained" in err and "model='train'" in err, err
+    assert time.time() - t0 < 60
+    assert not (tmp_path / "sel").exists() or not any((tmp_path / "sel").iterdir())
+
+
+def test_select_reports_a_candidate_that_fails_and_ranks_the_rest(textures):
+    "A candidate whose settings do not fit the images is a row with its error, ranked last; the others are scored."
+    from anomalyforge.selection import select
+    support = torch.stack([mvtec_dataset(textures, "brick", "train", SIZE)[i]["image"] for i in range(8)])
+    sel = select(["patchknn", "patchknn:blur_sigma=50"], support, "cutpaste", progress=False)
+    assert [r["candidate"].label for r in sel.rows] == ["patchknn", "patchknn:blur_sigma=50.0"]
+    assert 0 <= sel.rows[0]["synthetic_auroc"] <= 1 and "blur_sigma=50 is too large" in sel.rows[1]["error"]
+
+
+def test_diffusion_model_folder_that_is_not_a_model(tmp_path):
+    from anomalyforge.diffusion import load_diffusion
+    (tmp_path / "m").mkdir(); (tmp_path / "m" / "model_index.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="cannot be loaded"): load_diffusion(tmp_path / "m")
+    with pytest.raises(DataError, match="does not exist"): load_diffusion(tmp_path / "nothing-here")
