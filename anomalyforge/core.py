@@ -166,13 +166,13 @@ class AnomalyResult:
 # %% ../nbs/00_core.ipynb #ea67115a
 def _collate(items: list[dict]) -> dict:
     out = {"image": torch.stack([it["image"] for it in items])}
-    for k in ("label", "mask", "path"):
+    for k in ("label", "mask", "path", "class"):
         if all(k in it and it[k] is not None for it in items):
             out[k] = [it[k] for it in items] if k == "path" else torch.stack([torch.as_tensor(it[k]) for it in items])
     return out
 
 def image_batches(data, batch_size: int = 16, num_workers: int = 0) -> DataLoader | list[dict]:
-    "A re-iterable stream of dict batches (`image` and, when known, `label`, `mask`, `path`) from a tensor, Dataset or DataLoader."
+    "A re-iterable stream of dict batches (`image` and, when known, `label`, `mask`, `path`, `class`) from a tensor, Dataset or DataLoader."
     if isinstance(data, DataLoader): return data
     if isinstance(data, (torch.Tensor, np.ndarray)):
         x = as_image_batch(data)
