@@ -225,8 +225,11 @@ def _cmd_fit(args) -> int:
     if cls.trains_on_auxiliary:
         raise ValueError(f"{args.detector} learns from auxiliary data first: run `anomalyforge train {args.detector} --data FOLDER --out FILE`, "
                          "then give it prompts with `evaluate` or `predict --prompts`")
+    if args.split and not cls.trains_on_classes: raise ValueError(f"--split is for detectors trained on several classes at once (ltad); {args.detector} takes --category")
+    if not args.category and not cls.trains_on_classes: raise ValueError(f"{args.detector} is fitted on one category: give --category")
     cfg = _config_from_args(cls, args)                                      # checks the settings before any work
     out = _check_out_file(args.out, _inputs(data=args.data), is_checkpoint, "checkpoint", args.force)   # and the output
+    if cls.trains_on_classes: return _fit_classes(cls, cfg, args, out)
     train = mvtec_dataset(args.data, args.category, "train", **cfg.sizing()).check()   # and the data before the backbone loads
     _warn_squashed(train, cfg)
     det = cls(cfg)
@@ -234,6 +237,16 @@ def _cmd_fit(args) -> int:
     det.fit(used)
     path = det.save(out)
     print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {path}")
+    return 0
+
+# %% ../nbs/16_cli.ipynb #4463fd36
+def _fit_classes(cls, cfg, args, out) -> int:
+    from anomalyforge.longtail import full_split, load_split, longtail_train
+    split = load_split(args.split) if args.split else full_split(args.data)
+    train = longtail_train(split, **cfg.sizing()).check()
+    det = cls(cfg).fit(train)
+    path = det.save(out)
+    print(f"fitted {args.detector} on {len(train)} normal images of {len(split.classes)} classes ({split!r}); saved {path}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #d528eba1
@@ -345,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit", help="fit a detector on the normal training images of an MVTec-layout category")
     s.add_argument("detector", help="registered detector name, e.g. patchknn (see `anomalyforge list`)")
     s.add_argument("--data", required=True, help="MVTec-layout dataset folder (MVTec AD, BTAD, MPDD, converted VisA)")
-    s.add_argument("--category", required=True, help="category folder inside --data")
+    s.add_argument("--category", help="category folder inside --data (not for ltad, which takes every category)")
+    s.add_argument("--split", help="ltad: a long-tailed split file (longtail.save_split) naming the training images of each class")
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     s.add_argument("--image-size", default=None, metavar="SIZE", help="image size: a square's side (256) or HEIGHTxWIDTH (560x224); default: the detector's")
     s.add_argument("--keep-aspect", action="store_true", help="fit each image inside --image-size keeping its aspect ratio (edge-padded), instead of stretching it")

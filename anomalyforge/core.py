@@ -301,6 +301,7 @@ class Detector(nn.Module):
     ready_as_built: ClassVar[bool] = False            # predicts without fit() (zero-shot)
     takes_prompts: ClassVar[bool] = False             # fit() takes k = config.shots normal prompts, anew for each dataset
     trains_on_auxiliary: ClassVar[bool] = False       # pretrain(aux) learns from labelled images of other categories
+    trains_on_classes: ClassVar[bool] = False         # fit() takes the normal images of several classes, each with its class (LTAD)
 
     def __init__(self, config: DetectorConfig | None = None, **overrides):
         super().__init__()
@@ -446,4 +447,4 @@ def _import_detectors():
         except ModuleNotFoundError as e:
             if not (e.name == mod or mod.startswith(f"{e.name}.")): raise   # a module (or its package) not exported yet; errors inside one surface
 
-_BUILTIN_DETECTOR_MODULES = [f"anomalyforge.detectors.{m}" for m in ("patchknn", "fastflow", "contrastive_flow", "clip", "inctrl")]
+_BUILTIN_DETECTOR_MODULES = [f"anomalyforge.detectors.{m}" for m in ("patchknn", "fastflow", "contrastive_flow", "clip", "inctrl", "ltad")]

@@ -16,8 +16,8 @@ from .data import AnomalyDataset, Sample, mvtec_categories, mvtec_samples
 
 # %% auto #0
 __all__ = ['PROFILES', 'imbalance_counts', 'LongTailClass', 'LongTailSplit', 'make_longtail_split', 'longtail_demo_sources',
-           'save_split', 'load_split', 'ClassDataset', 'longtail_train', 'longtail_test', 'longtail_summary',
-           'longtail_table']
+           'full_split', 'save_split', 'load_split', 'ClassDataset', 'longtail_train', 'longtail_test',
+           'longtail_summary', 'longtail_table']
 
 # %% ../nbs/07_longtail.ipynb #b04deed1
 PROFILES = ("exp", "step")
@@ -104,6 +104,19 @@ def longtail_demo_sources(root=None) -> list:
     "The embedded demo sets as long-tailed classes: textures (3), textile surfaces (1), digits (10), built offline."
     from anomalyforge.demo_data import make_digits, make_surfaces, make_textures
     return [make_textures(root), make_surfaces(root), make_digits(root)]
+
+# %% ../nbs/07_longtail.ipynb #dd25eef8
+def full_split(sources) -> LongTailSplit:
+    "Every training image of every category of `sources`, largest class first (profile 'full'; head = the first half)."
+    classes = []
+    for name, root, cat in _sources(sources):
+        samples, _ = mvtec_samples(root, cat, "train")
+        classes.append((name, root, cat, sorted(str(s.path.relative_to(root / cat / "train")) for s in samples)))
+    if len(classes) < 2: raise DataError(f"a multi-class split needs at least 2 classes, got {len(classes)}")
+    classes.sort(key=lambda c: -len(c[3]))
+    n_head, n = len(classes) - len(classes) // 2, [len(c[3]) for c in classes]
+    return LongTailSplit([LongTailClass(nm, r.resolve(), c, f, i < n_head) for i, (nm, r, c, f) in enumerate(classes)],
+                         "full", n[0] / n[-1], 0, n[0])
 
 # %% ../nbs/07_longtail.ipynb #6a861e92
 def save_split(split: LongTailSplit, path) -> Path:

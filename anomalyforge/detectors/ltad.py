@@ -125,6 +125,7 @@ NORMAL_PROMPT, ANOMALOUS_PROMPT, CLASS_PROMPT = "a photo of a flawless {}.", "a 
 class LTAD(Detector):
     "Long-tailed AD without class names: feature reconstruction + a CLIP-space classifier with learned pseudo class names, and VAE features for tail classes."
     name, config_class = "ltad", LTADConfig
+    trains_on_classes = True
 
     def __init__(self, config: LTADConfig | None = None, **overrides):
         super().__init__(config, **overrides)
