@@ -215,3 +215,15 @@ def test_readme_figures_have_a_source():
         number = re.match(r"\d+(?:\.\d+)?", m.group()).group()
         if number not in sources: missing.append(f"{m.group()!r} in: ...{prose[max(0, m.start() - 60):m.end() + 20]!r}")
     assert not missing, "README figures no stored cell output prints:\n" + "\n".join(missing)
+
+
+def test_every_code_cell_compiles():
+    "A cell with a syntax error runs nothing, and nbdev_test (execnb) reports no failure for it: every code cell must compile (IPython syntax)."
+    from IPython.core.inputtransformer2 import TransformerManager
+    tm, bad = TransformerManager(), []
+    for name, p in _notebooks(ROOT).items():
+        for i, cell in enumerate(json.loads(p.read_text())["cells"]):
+            if cell["cell_type"] != "code": continue
+            try: ast.parse(tm.transform_cell("".join(cell["source"])))
+            except SyntaxError as e: bad.append(f"{name} cell {i}: {e.msg} (line {e.lineno})")
+    assert not bad, f"code cells that do not compile: {bad}"
