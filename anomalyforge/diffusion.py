@@ -27,6 +27,10 @@ __all__ = ['DiffusionModel', 'small_unet', 'load_diffusion', 'train_diffusion', 
            'DiffusionSynthesizer', 'DiffStyle', 'DiffusionInpaint', 'DiffusionImg2Img']
 
 # %% ../nbs/10b_diffusion.ipynb #592f531d
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    "Images (N, C, H, W) resized bilinearly (antialiased) to `size` (h, w); returned as they are when already that size."
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+
 @dataclass
 class DiffusionModel:
     "A frozen diffusion model: its noise predictor `unet`, the noise schedule it was trained with, and for latent models the `vae` and the conditioning of an empty prompt."
@@ -68,7 +72,7 @@ class DiffusionModel:
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         "Images (N, 3, H, W) in [0, 1] -> the model's space (pixels in [-1, 1], or latents)."
-        x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False) if x.shape[-2:] != self.image_size else x
+        x = _resize(x, self.image_size)
         if self.vae is None and self.channels == 1: x = x.mean(1, keepdim=True)
         x = x * 2 - 1
         if self.vae is None: return x
@@ -78,7 +82,7 @@ class DiffusionModel:
         "The model's space -> images (N, 3, *size) in [0, 1]."
         x = z if self.vae is None else self.vae.decode(z / self.vae.config.scaling_factor).sample
         x = ((x.clamp(-1, 1) + 1) / 2).expand(-1, 3, -1, -1) if x.shape[1] == 1 else (x.clamp(-1, 1) + 1) / 2
-        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False) if x.shape[-2:] != tuple(size) else x
+        return _resize(x, size)
 
 # %% ../nbs/10b_diffusion.ipynb #8179a3cd
 def small_unet(image_size: int = 32, channels: int = 3) -> nn.Module:
@@ -158,7 +162,7 @@ def train_diffusion(images, image_size: int = 32, steps: int = 1500, batch_size:
     with seeded(seed):
         unet = small_unet(image_size)
         sched = DDPMScheduler(num_train_timesteps=1000)
-        data = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
+        data = _resize(x, (image_size, image_size)) * 2 - 1
         opt = torch.optim.AdamW(unet.parameters(), lr=lr)
         lr_at = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
         g = torch.Generator().manual_seed(seed)
@@ -255,6 +259,25 @@ class DiffusionSynthesizer(Synthesizer):
             self.model = train_diffusion(x, self.train_size, self.train_steps, progress=self.progress) if self.model == "train" else load_diffusion(self.model)
         return self.model
 
+    min_images: ClassVar[int] = 1    # images a call needs at least
+
+    def __call__(self, images, rng, foreground=None):
+        "New (images, masks) made from `images` (N, 3, H, W) or (3, H, W) by the diffusion model, drawn from `rng` (one stream per image)."
+        x, single = as_image_batch(images), torch.is_tensor(images) and images.ndim == 3
+        if len(x) < self.min_images: raise DataError(f"{type(self).__name__} needs at least {self.min_images} images, got {len(x)}")
+        gens = per_image_rngs(rng, len(x))
+        out, masks = self._make(x, gens, self.resolve(x))
+        return (out[0], masks[0]) if single else (out, masks)
+
+    def _make(self, x: torch.Tensor, gens: list, model: DiffusionModel) -> tuple[torch.Tensor, torch.Tensor]:
+        "(images, masks) for the batch `x`; subclasses implement it."
+        raise NotImplementedError
+
+    def _batches(self, n: int, gens: list, desc: str):
+        "(slice, torch generator) per batch of the `n` images, the generator seeded from the batch's first image's stream; with a progress bar."
+        for b in tqdm(range(0, n, self.batch_size), desc=desc, disable=not self.progress, leave=False):
+            yield slice(b, min(b + self.batch_size, n)), torch.Generator().manual_seed(int(gens[b].integers(2 ** 62)))
+
     def _apply(self, x, k, rng, fg):
         raise TypeError(f"{type(self).__name__} makes a whole batch at once: call it on the images, not through RandomChoice")
 
@@ -267,6 +290,7 @@ class DiffStyle(DiffusionSynthesizer):
     gamma: float = 0.7               # content injection ratio (0: the style image unchanged)
     t_edit: int = 400                # inject at timesteps >= t_edit (of 1000)
     t_boost: int = 200               # stochastic (eta 1) steps at timesteps <= t_boost: quality boosting
+    min_images: ClassVar[int] = 2    # it mixes two images
 
     def __post_init__(self):
         if not 0 <= self.gamma <= 1: raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
@@ -288,25 +312,17 @@ class DiffStyle(DiffusionSynthesizer):
         while len(self._inversions) > 512: self._inversions.popitem(last=False)
         return out
 
-    def __call__(self, images, rng, foreground=None):
-        x, single = as_image_batch(images), torch.is_tensor(images) and images.ndim == 3
-        if len(x) < 2: raise DataError(f"DiffStyle mixes two normal images: give at least 2, got {len(x)}")
-        gens = per_image_rngs(rng, len(x))
+    def _make(self, x, gens, model):
         partner = [int(g.choice([j for j in range(len(x)) if j != k])) for k, g in enumerate(gens)]
-        model = self.resolve(x)
         inv = self.invert(model, x)
         out = torch.empty_like(x)
-        bar = tqdm(range(0, len(x), self.batch_size), desc="DiffStyle", disable=not self.progress, leave=False)
-        for b in bar:
-            idx = list(range(b, min(b + self.batch_size, len(x))))
-            g = torch.Generator().manual_seed(int(gens[idx[0]].integers(2 ** 62)))
-            noise = torch.cat([inv[i][0] for i in idx])
-            hc = [torch.cat(hs) for hs in zip(*[inv[partner[i]][1] for i in idx])]
-            z = diffstyle(model, noise, hc, self.gamma, self.t_edit, self.t_boost, self.steps, g)
-            out[idx] = model.decode(z, tuple(x.shape[-2:]))
-        masks = torch.ones(out.shape[0], *out.shape[-2:], dtype=torch.bool)      # the whole image changes: image-level labels
+        for idx, g in self._batches(len(x), gens, "DiffStyle"):
+            ids = range(len(x))[idx]
+            noise = torch.cat([inv[i][0] for i in ids])
+            hc = [torch.cat(hs) for hs in zip(*[inv[partner[i]][1] for i in ids])]
+            out[idx] = model.decode(diffstyle(model, noise, hc, self.gamma, self.t_edit, self.t_boost, self.steps, g), tuple(x.shape[-2:]))
         self.partner = partner
-        return (out[0], masks[0]) if single else (out, masks)
+        return out, torch.ones(out.shape[0], *out.shape[-2:], dtype=torch.bool)      # the whole image changes: image-level labels
 
 # %% ../nbs/10b_diffusion.ipynb #9aedac7a
 @register_synthesizer
@@ -320,14 +336,11 @@ class DiffusionInpaint(DiffusionSynthesizer):
     jump_length: int = 5                        # RePaint's resampling: jump back this many steps ...
     jump_n_sample: int = 2                      # ... this many times
 
-    def __call__(self, images, rng, foreground=None):
+    def _make(self, x, gens, model):
         import warnings
         from diffusers import RePaintPipeline, RePaintScheduler
-        x, single = as_image_batch(images), torch.is_tensor(images) and images.ndim == 3
-        gens = per_image_rngs(rng, len(x))
-        model = self.resolve(x)
         masks = torch.from_numpy(np.stack([blob_region(tuple(x.shape[-2:]), self.area, g) for g in gens]))
-        if model.pipeline is not None: return self._prompted(model, x, masks, gens, single)
+        if model.pipeline is not None: return self._prompted(model, x, masks, gens)
         if model.vae is not None or model.condition is not None:
             raise ValueError("diffusion_inpaint repaints with RePaint in pixel space (unconditional models) or with a text-to-image "
                              f"pipeline (Stable Diffusion); {model.source} is neither: use diffstyle with it")
@@ -336,35 +349,28 @@ class DiffusionInpaint(DiffusionSynthesizer):
         pipe = RePaintPipeline(unet=model.unet, scheduler=RePaintScheduler.from_config(model.schedule))
         pipe.set_progress_bar_config(disable=True)
         out = x.clone()
-        for b in tqdm(range(0, len(x), self.batch_size), desc="RePaint", disable=not self.progress, leave=False):
-            idx = slice(b, b + self.batch_size)
-            g = torch.Generator().manual_seed(int(gens[b].integers(2 ** 62)))
+        for idx, g in self._batches(len(x), gens, "RePaint"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 gen = pipe(model.encode(x[idx]), 1 - small[idx], num_inference_steps=self.steps, jump_length=self.jump_length,
                            jump_n_sample=self.jump_n_sample, generator=g, output_type="np").images
             gen = torch.from_numpy(gen).permute(0, 3, 1, 2)
             gen = model.decode(gen * 2 - 1, tuple(x.shape[-2:]))
-            m = masks[idx, None]
-            out[idx] = torch.where(m, gen, x[idx])
-        return (out[0], masks[0]) if single else (out, masks)
+            out[idx] = torch.where(masks[idx, None], gen, x[idx])
+        return out, masks
 
-    def _prompted(self, model: DiffusionModel, x: torch.Tensor, masks: torch.Tensor, gens, single: bool):
+    def _prompted(self, model: DiffusionModel, x: torch.Tensor, masks: torch.Tensor, gens):
         "Stable Diffusion's own inpainting pipeline, prompted with `prompt`; the result pasted back inside the masks only."
         from diffusers import StableDiffusionInpaintPipeline
         pipe = _prompted_pipeline(StableDiffusionInpaintPipeline, model)
         h, w = model.image_size
         out = x.clone()
-        for b in tqdm(range(0, len(x), self.batch_size), desc="inpaint", disable=not self.progress, leave=False):
-            idx = slice(b, b + self.batch_size)
-            small = F.interpolate(x[idx], size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-            m = F.interpolate(masks[idx, None].float(), size=(h, w), mode="nearest")
-            g = torch.Generator().manual_seed(int(gens[b].integers(2 ** 62)))
+        for idx, g in self._batches(len(x), gens, "inpaint"):
+            small, m = _resize(x[idx], (h, w)), F.interpolate(masks[idx, None].float(), size=(h, w), mode="nearest")
             gen = pipe(prompt=[self.prompt.replace("{}", self.object_name)] * len(small), image=small * 2 - 1, mask_image=m, height=h, width=w,
                        num_inference_steps=self.steps, generator=g, output_type="pt").images
-            gen = F.interpolate(gen.float(), size=tuple(x.shape[-2:]), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-            out[idx] = torch.where(masks[idx, None], gen, x[idx])
-        return (out[0], masks[0]) if single else (out, masks)
+            out[idx] = torch.where(masks[idx, None], _resize(gen.float(), x.shape[-2:]).clamp(0, 1), x[idx])
+        return out, masks
 
 
 def _prompted_pipeline(cls, model: DiffusionModel):
@@ -396,19 +402,13 @@ class DiffusionImg2Img(DiffusionSynthesizer):
     def __post_init__(self):
         if not 0 < self.strength <= 1: raise ValueError(f"strength must lie in (0, 1], got {self.strength}")
 
-    def __call__(self, images, rng, foreground=None):
+    def _make(self, x, gens, model):
         from diffusers import StableDiffusionImg2ImgPipeline
-        x, single = as_image_batch(images), torch.is_tensor(images) and images.ndim == 3
-        gens = per_image_rngs(rng, len(x))
-        model = self.resolve(x)
         pipe = _prompted_pipeline(StableDiffusionImg2ImgPipeline, model)
         out = torch.empty_like(x)
-        for b in tqdm(range(0, len(x), self.batch_size), desc="img2img", disable=not self.progress, leave=False):
-            idx = slice(b, b + self.batch_size)
-            small = F.interpolate(x[idx], size=model.image_size, mode="bilinear", antialias=True, align_corners=False)
-            g = torch.Generator().manual_seed(int(gens[b].integers(2 ** 62)))
+        for idx, g in self._batches(len(x), gens, "img2img"):
+            small = _resize(x[idx], model.image_size)
             gen = pipe(prompt=[self.prompt.replace("{}", self.object_name)] * len(small), image=small * 2 - 1, strength=self.strength,
                        guidance_scale=self.guidance_scale, num_inference_steps=self.steps, generator=g, output_type="pt").images
-            out[idx] = F.interpolate(gen.float(), size=tuple(x.shape[-2:]), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-        masks = torch.ones(out.shape[0], *out.shape[-2:], dtype=torch.bool)
-        return (out[0], masks[0]) if single else (out, masks)
+            out[idx] = _resize(gen.float(), x.shape[-2:]).clamp(0, 1)
+        return out, torch.ones(out.shape[0], *out.shape[-2:], dtype=torch.bool)
