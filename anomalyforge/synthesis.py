@@ -147,9 +147,9 @@ def register_synthesizer(cls: type[Synthesizer]) -> type[Synthesizer]:
     "Class decorator: make `cls` available by its `name` to `create_synthesizer`."
     return SYNTHESIZERS.register(cls)
 
-def list_synthesizers() -> list[str]:
-    "Names of all registered synthesizers."
-    return sorted(SYNTHESIZERS)
+def list_synthesizers(per_image: bool | None = None) -> list[str]:
+    "Names of the registered synthesizers: all, or only those that do (`per_image=True`) or do not draw one image at a time."
+    return sorted(n for n, cls in SYNTHESIZERS.items() if per_image is None or cls.per_image == per_image)
 
 def create_synthesizer(name: str, **params) -> Synthesizer:
     "A new synthesizer registered as `name`, its paper defaults overridden by `params`."
@@ -544,7 +544,7 @@ class RandomChoice(Synthesizer):
     p: Sequence[float] | None = None            # probabilities (normalised); None: uniform
 
     def __post_init__(self):
-        if self.methods is None: self.methods = [cls() for cls in SYNTHESIZERS.values() if cls is not RandomChoice and cls.per_image]
+        if self.methods is None: self.methods = [cls() for cls in SYNTHESIZERS.values() if cls is not RandomChoice and cls.per_image]   # registration order
         self.methods = [create_synthesizer(m) if isinstance(m, str) else m for m in self.methods]
         if not self.methods: raise ValueError("methods is empty: give at least one synthesizer")
         for m in self.methods:

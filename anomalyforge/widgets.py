@@ -16,7 +16,7 @@ from PIL import Image
 
 from .core import AnomalyResult, DataError, Detector, as_image_batch
 from .metrics import example_indices
-from .synthesis import SYNTHESIZERS, create_synthesizer, list_synthesizers
+from .synthesis import create_synthesizer, list_synthesizers
 
 # %% auto #0
 __all__ = ['MASK_PALETTE', 'png_bytes', 'jpeg_bytes', 'overlay_frame', 'mask_frame', 'frame_explorer', 'map_explorer',
@@ -147,7 +147,7 @@ def _images_over_masks_html(out: torch.Tensor, masks: torch.Tensor, size: int, c
 
 def synthesis_explorer(images, methods=None, seeds=range(6), size: int = 160, foreground=None, sources: bool = False) -> widgets.VBox:
     "Pick a method, slide the seed: the synthesized `images` (N, 3, H, W) and their masks (under the source images with `sources`); works without a kernel (docs)."
-    if methods is None: methods = [m for m in list_synthesizers() if SYNTHESIZERS.get_class(m).per_image]   # the batch-wide ones need a model
+    if methods is None: methods = list_synthesizers(per_image=True)   # the batch-wide ones need a model
     if not isinstance(methods, dict): methods = {m if isinstance(m, str) else type(m).__name__: m for m in methods}
     methods = {k: create_synthesizer(m) if isinstance(m, str) else m for k, m in methods.items()}
     seeds = list(seeds)
