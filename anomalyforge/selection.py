@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .clip_base import DEFAULT_PROMPTS, PromptLibrary, anomaly_probability
-from .core import DataError, as_image_batch, atomic_write, create_detector, get_detector_class
+from .core import DataError, as_image_batch, atomic_write, create_detector, get_detector_class, image_batches
 from .diffusion import DiffusionSynthesizer   # also registers the diffusion synthesizers by name
 from .metrics import image_auroc, pixel_auroc
 from .synthesis import Synthesizer, create_synthesizer
@@ -52,7 +52,6 @@ def parse_candidate(spec) -> Candidate:
     if isinstance(spec, Candidate): return spec
     from anomalyforge.cli import parse_overrides
     name, *pairs = str(spec).split(":")
-    get_detector_class(name.strip())
     return Candidate(name.strip(), tuple(parse_overrides(name.strip(), pairs).items()))
 
 # %% ../nbs/14a_selection.ipynb #145e9956
@@ -60,20 +59,23 @@ MIN_SUPPORT = 4     # two images to fit, two to hold out (DiffStyle mixes two)
 
 @dataclass
 class ValidationTask:
-    "Images to `fit` the candidates on, and a labelled task: held-out normals and the anomalies made from them (`source`: the normal each came from)."
+    "Images to `fit` the candidates on, and a labelled task: held-out normals, then the anomalies made from them in the same order."
     fit: torch.Tensor
     images: torch.Tensor
     labels: torch.Tensor
     masks: torch.Tensor
-    source: torch.Tensor
     generator: str
 
     def __repr__(self): return (f"ValidationTask({self.generator}: fit on {len(self.fit)}, "
                                 f"{int((self.labels == 0).sum())} normal / {int(self.labels.sum())} synthetic anomalies)")
 
+def _all_images(data) -> torch.Tensor:
+    "Every image of `data` (a tensor, or a Dataset of dicts) as one batch (N, 3, H, W)."
+    if isinstance(data, Dataset): return torch.cat([b["image"] for b in image_batches(data)]) if len(data) else torch.empty(0, 3, 1, 1)
+    return as_image_batch(data)
+
 def _support_images(support) -> torch.Tensor:
-    if isinstance(support, Dataset): support = torch.stack([support[i]["image"] for i in range(len(support))]) if len(support) else torch.empty(0, 3, 1, 1)
-    x = as_image_batch(support)
+    x = _all_images(support)
     if len(x) < MIN_SUPPORT:
         raise DataError(f"synthetic validation needs at least {MIN_SUPPORT} normal support images (2 to fit the candidates, 2 to hold out "
                         f"and turn into anomalies), got {len(x)}; 10-20 or more give steadier rankings")
@@ -94,7 +96,7 @@ def validation_task(support, generator="cutpaste", holdout: float = 0.5, seed: i
     images = torch.cat([normal, anomalous])
     labels = torch.cat([torch.zeros(n_val, dtype=torch.long), torch.ones(n_val, dtype=torch.long)])
     masks = torch.cat([torch.zeros_like(amasks), amasks])
-    return ValidationTask(x[fit_idx], images, labels, masks, torch.arange(n_val), gen.name or type(gen).__name__)
+    return ValidationTask(x[fit_idx], images, labels, masks, gen.name or type(gen).__name__)
 
 # %% ../nbs/14a_selection.ipynb #442146db
 @dataclass
@@ -227,8 +229,7 @@ def select_prompts(detector, candidates: dict[str, PromptLibrary], support, gene
         emb = detector.backbone.encode_image(task.images.to(detector.device)).embedding
         test_emb = None
         if test is not None:
-            timgs = torch.stack([test[i]["image"] for i in range(len(test))]) if isinstance(test, Dataset) else as_image_batch(test)
-            test_emb = detector.backbone.encode_image(timgs.to(detector.device)).embedding
+            test_emb = detector.backbone.encode_image(_all_images(test).to(detector.device)).embedding
             test_labels = test.labels if isinstance(test, Dataset) else None
     rows = []
     for label, lib in candidates.items():
