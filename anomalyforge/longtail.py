@@ -22,6 +22,8 @@ __all__ = ['PROFILES', 'imbalance_counts', 'LongTailClass', 'LongTailSplit', 'ma
 # %% ../nbs/07_longtail.ipynb #b04deed1
 PROFILES = ("exp", "step")
 
+def _n_head(n_classes: int) -> int: return n_classes - n_classes // 2     # the first half of the classes, the odd one included
+
 def imbalance_counts(n_classes: int, n_max: int, ratio: float, profile: str = "exp") -> list[int]:
     "Training images per class, largest first: `profile` 'exp' (smooth decay) or 'step' (half the classes at n_max, half at n_max / ratio)."
     if profile not in PROFILES: raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -29,7 +31,7 @@ def imbalance_counts(n_classes: int, n_max: int, ratio: float, profile: str = "e
     if ratio < 1: raise ValueError(f"the imbalance ratio (largest count / smallest) must be at least 1, got {ratio}")
     if n_max < 1: raise ValueError(f"n_max must be at least 1, got {n_max}")
     if profile == "exp": raw = [n_max * ratio ** (-i / (n_classes - 1)) for i in range(n_classes)]
-    else: raw = [n_max if i < n_classes - n_classes // 2 else n_max / ratio for i in range(n_classes)]
+    else: raw = [n_max if i < _n_head(n_classes) else n_max / ratio for i in range(n_classes)]
     return [max(1, int(round(r))) for r in raw]
 
 # %% ../nbs/07_longtail.ipynb #d575a60e
@@ -78,18 +80,20 @@ def _sources(sources) -> list[tuple[str, Path, str]]:
     if len({n for n, *_ in out}) < len(out): raise DataError("two classes have the same name (folder/category): " + ", ".join(n for n, *_ in out))
     return out
 
+def _train_files(root: Path, category: str) -> list[str]:
+    "The normal training images of `category`, as sorted paths relative to its `train` folder."
+    samples, _ = mvtec_samples(root, category, "train")
+    return sorted(str(s.path.relative_to(root / category / "train")) for s in samples)
+
 def make_longtail_split(sources, profile: str = "exp", ratio: float = 100, seed: int = 0, n_max: int | None = None) -> LongTailSplit:
     "A long-tailed split over every category of `sources` (folders and/or (folder, category) pairs): ranks and kept images drawn by `seed`."
     classes = _sources(sources)
-    available = {}
-    for name, root, cat in classes:
-        samples, _ = mvtec_samples(root, cat, "train")
-        available[name] = sorted(str(s.path.relative_to(root / cat / "train")) for s in samples)
+    available = {name: _train_files(root, cat) for name, root, cat in classes}
     n_max = n_max or min(len(v) for v in available.values())       # every class can then meet its quota
     counts = imbalance_counts(len(classes), n_max, ratio, profile)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(classes))
-    n_head = len(classes) - len(classes) // 2
+    n_head = _n_head(len(classes))
     out = []
     for rank, k in enumerate(order):
         name, root, cat = classes[k]
@@ -108,13 +112,10 @@ def longtail_demo_sources(root=None) -> list:
 # %% ../nbs/07_longtail.ipynb #dd25eef8
 def full_split(sources) -> LongTailSplit:
     "Every training image of every category of `sources`, largest class first (profile 'full'; head = the first half)."
-    classes = []
-    for name, root, cat in _sources(sources):
-        samples, _ = mvtec_samples(root, cat, "train")
-        classes.append((name, root, cat, sorted(str(s.path.relative_to(root / cat / "train")) for s in samples)))
+    classes = [(name, root, cat, _train_files(root, cat)) for name, root, cat in _sources(sources)]
     if len(classes) < 2: raise DataError(f"a multi-class split needs at least 2 classes, got {len(classes)}")
     classes.sort(key=lambda c: -len(c[3]))
-    n_head, n = len(classes) - len(classes) // 2, [len(c[3]) for c in classes]
+    n_head, n = _n_head(len(classes)), [len(c[3]) for c in classes]
     return LongTailSplit([LongTailClass(nm, r.resolve(), c, f, i < n_head) for i, (nm, r, c, f) in enumerate(classes)],
                          "full", n[0] / n[-1], 0, n[0])
 
