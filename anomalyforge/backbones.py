@@ -311,6 +311,7 @@ class ClipBackbone(nn.Module):
         if not all(0 <= l < depth for l in self.layers):
             raise ValueError(f"{model_name} has transformer blocks 0..{depth - 1}; layers {self.layers} are not all among them")
         self.image_size = tuple(visual.image_size) if isinstance(visual.image_size, (tuple, list)) else (visual.image_size,) * 2
+        self.grid = (self.image_size[0] // visual.patch_size[0], self.image_size[1] // visual.patch_size[1])   # patch tokens per side
         self.tokenizer = open_clip.get_tokenizer(model_name)
         mean, std = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN, getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -325,10 +326,8 @@ class ClipBackbone(nn.Module):
         x = as_image_batch(images).to(self.mean.device)
         if tuple(x.shape[-2:]) != self.image_size: x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
         out = self.model.visual.forward_intermediates((x - self.mean) / self.std, indices=list(self.layers), output_fmt="NLC")
-        ps = self.model.visual.patch_size
-        grid = (self.image_size[0] // ps[0], self.image_size[1] // ps[1])
         emb = out["image_features"]
-        return ClipImageFeatures(F.normalize(emb, dim=-1), list(out["image_intermediates"]), grid, emb.norm(dim=-1))
+        return ClipImageFeatures(F.normalize(emb, dim=-1), list(out["image_intermediates"]), self.grid, emb.norm(dim=-1))
 
     @torch.no_grad()
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['STALE_TEMP_AGE_S', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError',
            'NotFittedError', 'seed_everything', 'seeded', 'resolve_device', 'to_tensor', 'as_image_batch',
-           'AnomalyResult', 'image_batches', 'stale_temp_files', 'atomic_write', 'image_hw', 'image_size_setting',
-           'DetectorConfig', 'Detector', 'Registry', 'register_detector', 'get_detector_class', 'list_detectors',
-           'create_detector']
+           'AnomalyResult', 'image_batches', 'stack_images', 'stale_temp_files', 'atomic_write', 'image_hw',
+           'image_size_setting', 'DetectorConfig', 'Detector', 'Registry', 'register_detector', 'get_detector_class',
+           'list_detectors', 'create_detector']
 
 # %% ../nbs/00_core.ipynb #4ed20854
 class AnomalyforgeError(Exception):
@@ -181,6 +181,11 @@ def image_batches(data, batch_size: int = 16, num_workers: int = 0) -> DataLoade
         if len(data) == 0: raise DataError("the dataset is empty: no images to use")
         return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
     raise DataError(f"expected images as a tensor, a Dataset or a DataLoader, got {type(data).__name__}")
+
+def stack_images(data, batch_size: int = 16) -> torch.Tensor:
+    "Every image of `data` (a tensor, a Dataset or a DataLoader) as one batch (N, 3, H, W): for methods that need the whole set in memory."
+    if isinstance(data, (torch.Tensor, np.ndarray)): return as_image_batch(data)
+    return torch.cat([as_image_batch(b["image"]) for b in image_batches(data, batch_size)])
 
 # %% ../nbs/00_core.ipynb #7b1b60af
 def _umask() -> int:

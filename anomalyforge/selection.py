@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .clip_base import DEFAULT_PROMPTS, PromptLibrary, anomaly_probability
-from .core import DataError, as_image_batch, atomic_write, create_detector, get_detector_class, image_batches
+from .core import DataError, atomic_write, create_detector, get_detector_class, stack_images
 from .diffusion import DiffusionSynthesizer   # also registers the diffusion synthesizers by name
 from .metrics import image_auroc, pixel_auroc
 from .synthesis import Synthesizer, create_synthesizer
@@ -69,13 +69,8 @@ class ValidationTask:
     def __repr__(self): return (f"ValidationTask({self.generator}: fit on {len(self.fit)}, "
                                 f"{int((self.labels == 0).sum())} normal / {int(self.labels.sum())} synthetic anomalies)")
 
-def _all_images(data) -> torch.Tensor:
-    "Every image of `data` (a tensor, or a Dataset of dicts) as one batch (N, 3, H, W)."
-    if isinstance(data, Dataset): return torch.cat([b["image"] for b in image_batches(data)]) if len(data) else torch.empty(0, 3, 1, 1)
-    return as_image_batch(data)
-
 def _support_images(support) -> torch.Tensor:
-    x = _all_images(support)
+    x = stack_images(support) if not isinstance(support, Dataset) or len(support) else torch.empty(0, 3, 1, 1)
     if len(x) < MIN_SUPPORT:
         raise DataError(f"synthetic validation needs at least {MIN_SUPPORT} normal support images (2 to fit the candidates, 2 to hold out "
                         f"and turn into anomalies), got {len(x)}; 10-20 or more give steadier rankings")
@@ -229,7 +224,7 @@ def select_prompts(detector, candidates: dict[str, PromptLibrary], support, gene
         emb = detector.backbone.encode_image(task.images.to(detector.device)).embedding
         test_emb = None
         if test is not None:
-            test_emb = detector.backbone.encode_image(_all_images(test).to(detector.device)).embedding
+            test_emb = detector.backbone.encode_image(stack_images(test).to(detector.device)).embedding
             test_labels = test.labels if isinstance(test, Dataset) else None
     rows = []
     for label, lib in candidates.items():

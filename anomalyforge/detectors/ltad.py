@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..backbones import ClipBackbone, FeatureExtractor
-from ..core import AnomalyResult, DataError, Detector, DetectorConfig, as_image_batch, image_batches, register_detector, seeded
+from ..core import AnomalyResult, DataError, Detector, DetectorConfig, register_detector, seeded, stack_images
 from ..ops import gaussian_blur, patch_map
 from ..synthesis import PROXIES, RandomChoice
 
@@ -178,12 +178,12 @@ def prompt_embeddings(self: LTAD, template: str, classes: torch.Tensor) -> torch
 
 # %% ../../nbs/14b_ltad.ipynb #1f63a577
 @patch
-def _phase1(self: LTAD, x: torch.Tensor, y: torch.Tensor, clip_emb: torch.Tensor, progress: bool) -> list[dict]:
+def _phase1(self: LTAD, tok: torch.Tensor, y: torch.Tensor, clip_emb: torch.Tensor, progress: bool) -> list[dict]:
     c, hist = self.config, []
     opt = torch.optim.AdamW([self.names, *self.vae.parameters()], lr=c.lr)
     classes = torch.arange(c.n_classes)
     for epoch in tqdm(range(c.phase1_epochs), desc="LTAD phase 1", disable=not progress, leave=False):
-        perm, ce_sum, vae_sum, correct = torch.randperm(len(x)), 0.0, 0.0, 0
+        perm, ce_sum, vae_sum, correct = torch.randperm(len(tok)), 0.0, 0.0, 0
         for idx in perm.split(c.batch_size):
             loss = torch.zeros(())
             if c.pseudo_names and c.n_classes > 1:
@@ -191,24 +191,23 @@ def _phase1(self: LTAD, x: torch.Tensor, y: torch.Tensor, clip_emb: torch.Tensor
                 ce = F.cross_entropy(logits, y[idx]); loss = loss + ce
                 ce_sum += ce.item() * len(idx); correct += int((logits.argmax(1) == y[idx]).sum())
             if c.synthesis:
-                t = self.tokens(x[idx]); b, l, ch = t.shape
+                t = tok[idx]; b, l, ch = t.shape
                 cond = self.class_names(y[idx]).mean(1).detach().repeat_interleave(l, 0)
                 recon, mu, lv = self.vae(t.reshape(-1, ch), cond, torch.arange(l).repeat(b))
                 v = vae_loss(recon, t.reshape(-1, ch), mu, lv, c.kl_weight); loss = loss + v; vae_sum += v.item() * len(idx)
             if loss.requires_grad: opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        hist.append({"phase": 1, "epoch": epoch + 1, "class_ce": ce_sum / len(x), "class_acc": correct / len(x), "vae": vae_sum / len(x)})
+        hist.append({"phase": 1, "epoch": epoch + 1, "class_ce": ce_sum / len(tok), "class_acc": correct / len(tok), "vae": vae_sum / len(tok)})
     return hist
 
 # %% ../../nbs/14b_ltad.ipynb #ca45173f
 @patch
-def _phase2(self: LTAD, x: torch.Tensor, y: torch.Tensor, progress: bool) -> list[dict]:
+def _phase2(self: LTAD, x: torch.Tensor, y: torch.Tensor, real: torch.Tensor, progress: bool) -> list[dict]:
     c, hist = self.config, []
     params = [*self.reconstructor.parameters(), *self.projection.parameters()]
     opt = torch.optim.AdamW(params, lr=c.lr)
     counts = torch.bincount(y, minlength=c.n_classes)
     lack = (counts.max() - counts) if c.synthesis else torch.zeros_like(counts)
     proxy, gen = RandomChoice(list(PROXIES)), np.random.default_rng(c.seed)
-    with torch.no_grad(): real = self.tokens(x)
     for epoch in tqdm(range(c.phase2_epochs), desc="LTAD phase 2", disable=not progress, leave=False):
         with torch.no_grad():
             want = torch.repeat_interleave(torch.arange(c.n_classes), lack)
@@ -224,7 +223,7 @@ def _phase2(self: LTAD, x: torch.Tensor, y: torch.Tensor, progress: bool) -> lis
             if c.semantic and len(real_idx):
                 imgs, masks = proxy(x[real_idx], gen)
                 logits = self.semantic_logits(imgs.to(x.device), y[real_idx])
-                target = patch_targets(masks, self.clip_grid)
+                target = patch_targets(masks, self.clip.grid)
                 s = F.binary_cross_entropy_with_logits(logits, target); loss = loss + s; sem_sum += s.item() * len(real_idx)
             if loss.requires_grad: opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         hist.append({"phase": 2, "epoch": epoch + 1, "reconstruction": rec_sum / len(pool), "semantic": sem_sum / len(x), "synthetic_maps": len(synth)})
@@ -235,11 +234,6 @@ def patch_targets(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(masks[:, None].float(), grid).flatten(1)
 
 # %% ../../nbs/14b_ltad.ipynb #6a648210
-@patch(as_prop=True)
-def clip_grid(self: LTAD) -> tuple[int, int]:
-    ps = self.clip.model.visual.patch_size
-    return self.clip.image_size[0] // ps[0], self.clip.image_size[1] // ps[1]
-
 @patch
 def semantic_logits(self: LTAD, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     "Per-patch logits (N, h*w) of 'anomalous' against 'normal' for `images` of `classes`, in the learned projection of CLIP's patch space."
@@ -257,8 +251,7 @@ def fit(self: LTAD, data=None, progress: bool = True, classes=None) -> LTAD:
     if classes is None: raise DataError("ltad trains on several classes and needs each image's class: pass a ClassDataset (longtail.longtail_train) or classes=")
     labels = getattr(data, "labels", None)
     if labels is not None and np.asarray(labels).any(): raise DataError(f"fit() takes normal images only, but {int(np.sum(labels))} training images are labelled anomalous")
-    if isinstance(data, torch.Tensor): x = as_image_batch(data)
-    else: x = torch.cat([b["image"] for b in image_batches(data, self.config.batch_size)])
+    x = stack_images(data, self.config.batch_size)
     y = torch.as_tensor(np.asarray(classes), dtype=torch.long)
     if len(y) != len(x): raise DataError(f"{len(x)} images but {len(y)} class indices")
     n = int(y.max()) + 1
@@ -269,13 +262,14 @@ def fit(self: LTAD, data=None, progress: bool = True, classes=None) -> LTAD:
         c.n_classes = n
         with seeded(c.seed + 2): self.names = nn.Parameter(torch.randn(n if c.pseudo_names else 1, c.name_tokens, self.names.shape[-1]) * 0.02)
     self.feat_mean.zero_(); self.feat_std.fill_(1)
-    with torch.no_grad():
+    with torch.no_grad():                                   # the backbone is frozen: its features are computed once, for both phases
         raw = torch.cat([self.tokens(b) for b in x.split(c.batch_size)])
         self.feat_mean.copy_(raw.mean((0, 1))); self.feat_std.copy_(raw.std((0, 1)).clamp_min(1e-6))
+        tok = (raw - self.feat_mean) / self.feat_std
         clip_emb = torch.cat([self.clip.encode_image(b).embedding for b in x.split(c.batch_size)])
     with seeded(c.seed):
         self.reconstructor.train()
-        self.history = self._phase1(x, y, clip_emb, progress) + self._phase2(x, y, progress)
+        self.history = self._phase1(tok, y, clip_emb, progress) + self._phase2(x, y, tok, progress)
         self.reconstructor.eval()
     if c.reconstruction:
         with torch.no_grad(): err = torch.cat([self.rec_errors(b) for b in x.split(c.batch_size)])
@@ -313,6 +307,6 @@ def _predict(self: LTAD, images: torch.Tensor) -> AnomalyResult:
     amap = torch.zeros(len(images), *size, device=images.device)
     with torch.no_grad():
         if c.reconstruction: amap += patch_map(self.rec_errors(images) / self.rec_scale, self.grid, size)
-        if c.semantic: amap += c.lam * patch_map(torch.sigmoid(self.semantic_logits(images, y)), self.clip_grid, size)
+        if c.semantic: amap += c.lam * patch_map(torch.sigmoid(self.semantic_logits(images, y)), self.clip.grid, size)
     if c.blur_sigma > 0: amap = gaussian_blur(amap[:, None], c.blur_sigma)[:, 0]
     return AnomalyResult(amap.flatten(1).amax(1).cpu(), amap.cpu())
