@@ -14,6 +14,7 @@ from .core import (AnomalyforgeError, DataError, atomic_write, create_detector, 
                                image_size_setting, list_detectors)
 from .checkpoint import is_checkpoint, load_detector
 from .data import AnomalyDataset, Sample, typical_size
+from .distributed import init_distributed, is_main
 
 # %% auto #0
 __all__ = ['parse_overrides', 'build_parser', 'main']
@@ -235,8 +236,7 @@ def _cmd_fit(args) -> int:
     det = cls(cfg)
     used = training_images(det, train)
     det.fit(used)
-    path = det.save(out)
-    print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {path}")
+    if is_main(): print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {det.save(out)}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #4463fd36
@@ -245,8 +245,7 @@ def _fit_classes(cls, cfg, args, out) -> int:
     split = load_split(args.split) if args.split else full_split(args.data)
     train = longtail_train(split, **cfg.sizing()).check()
     det = cls(cfg).fit(train)
-    path = det.save(out)
-    print(f"fitted {args.detector} on {len(train)} normal images of {len(split.classes)} classes ({split!r}); saved {path}")
+    if is_main(): print(f"fitted {args.detector} on {len(train)} normal images of {len(split.classes)} classes ({split!r}); saved {det.save(out)}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #d528eba1
@@ -266,8 +265,7 @@ def _cmd_train(args) -> int:
         aux = auxiliary_from_mvtec(args.data, cats, seed=cfg.seed, **cfg.sizing())
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
     det = cls(cfg).pretrain(aux)
-    path = det.save(out)
-    print(f"trained {args.detector} on {aux.description}; saved {path}")
+    if is_main(): print(f"trained {args.detector} on {aux.description}; saved {det.save(out)}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #367437b4
@@ -283,6 +281,7 @@ def _cmd_evaluate(args) -> int:
     fitted = _give_prompts(det, args.prompts, lambda: mvtec_dataset(args.data, args.category, "train", **size))
     ev = evaluate(det, test)
     if fitted: ev.n_train, ev.fit_seconds = fitted
+    if not is_main(): return 0                          # under torchrun every process scored a slice; rank 0 reports
     print(metrics_table([ev]))
     if out:
         import matplotlib; matplotlib.use("Agg")
@@ -300,10 +299,12 @@ def _cmd_predict(args) -> int:
     _refuse_prompts(det, args.prompts)
     data = AnomalyDataset(samples, name="input", **det.config.sizing()).check()
     _give_prompts(det, args.prompts)
+    if not is_main(): out, maps = None, None            # under torchrun every process scores a slice of each batch; rank 0 writes
     made = maps is not None and not maps.exists()
     try:
         with contextlib.ExitStack() as stack:
-            f = stack.enter_context(open(stack.enter_context(atomic_write(out)), "w", newline="")) if out else sys.stdout
+            f = (stack.enter_context(open(stack.enter_context(atomic_write(out)), "w", newline="")) if out
+                 else sys.stdout if is_main() else stack.enter_context(open(os.devnull, "w")))
             rows = csv.writer(f); rows.writerow(["path", "score"] + (["map"] if maps else []))
             spool = None
             if maps:
@@ -414,10 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     "Run the `anomalyforge` command line; returns the exit status (2 with a one-line message on bad input)."
     args = build_parser().parse_args(argv)
-    try: return args.run(args)
+    try:
+        if init_distributed() and args.command in ("select", "demo", "list"):
+            raise AnomalyforgeError(f"{args.command} runs in one process: start it without torchrun")
+        return args.run(args)
     except (AnomalyforgeError, KeyError, ValueError, OSError) as e:
         if isinstance(e, KeyError) and e.args: msg = e.args[0]
         elif isinstance(e, OSError) and e.strerror and (e.filename2 or e.filename): msg = f"{e.filename2 or e.filename}: {e.strerror}"
         else: msg = str(e)
         print(f"anomalyforge {args.command}: error: {' '.join(str(msg).splitlines())}", file=sys.stderr)
         return 2
+
+# %% ../nbs/16_cli.ipynb #32249925
+if __name__ == "__main__" and __package__: sys.exit(main())

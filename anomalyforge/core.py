@@ -15,16 +15,18 @@ from typing import ClassVar, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from fastcore.basics import patch
 from tqdm.auto import tqdm
+
+from .distributed import gather, is_main, rank, world_size
 
 # %% auto #0
 __all__ = ['STALE_TEMP_AGE_S', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError',
            'NotFittedError', 'seed_everything', 'seeded', 'resolve_device', 'to_tensor', 'as_image_batch',
            'AnomalyResult', 'image_batches', 'stack_images', 'stale_temp_files', 'atomic_write', 'image_hw',
-           'image_size_setting', 'DetectorConfig', 'Detector', 'Registry', 'register_detector', 'get_detector_class',
-           'list_detectors', 'create_detector']
+           'image_size_setting', 'DetectorConfig', 'Detector', 'predict_slice', 'Registry', 'register_detector',
+           'get_detector_class', 'list_detectors', 'create_detector']
 
 # %% ../nbs/00_core.ipynb #4ed20854
 class AnomalyforgeError(Exception):
@@ -352,7 +354,7 @@ def fit(self: Detector, data=None, progress: bool = True) -> Detector:
     if data is None and not self.ready_as_built:
         what = f"k={self.config.shots} normal sample prompts" if self.takes_prompts else "normal images"
         raise DataError(f"{self.name or type(self).__name__} needs {what}: pass them to fit()")
-    batches = None
+    batches, progress = None, progress and is_main()      # under torchrun only rank 0 draws progress bars
     if data is not None:
         batches = image_batches(data, self.config.batch_size)
         _check_normal_only(data)
@@ -379,7 +381,23 @@ def predict(self: Detector, data, progress: bool = False) -> AnomalyResult:
     "Score images: a tensor (N, 3, H, W) in [0, 1] or (C, H, W), a Dataset or a DataLoader; maps come at input size."
     if not bool(self.fitted): raise NotFittedError(f"this {self.name or type(self).__name__} detector is not fitted: call fit() or load() first")
     self._ready_for_inference()
-    if isinstance(data, (torch.Tensor, np.ndarray)): return self._predict_checked(as_image_batch(data))
+    if isinstance(data, (torch.Tensor, np.ndarray)): data = as_image_batch(data)
+    part = predict_slice(data)
+    if part is None: return self._predict_all(data, progress)
+    mine = data[part] if isinstance(data, torch.Tensor) else Subset(data, range(part.start, part.stop))
+    return AnomalyResult.cat(gather(self._predict_all(mine, progress and is_main())))    # every process gets the whole result
+
+def predict_slice(data) -> slice | None:
+    "The images of `data` this process scores under torchrun, a contiguous slice (None: all of them, as in one process or for a DataLoader)."
+    w = world_size()
+    if w == 1 or isinstance(data, DataLoader) or len(data) < w: return None
+    bounds = np.linspace(0, len(data), w + 1).round().astype(int)
+    return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
+
+@patch
+def _predict_all(self: Detector, data, progress: bool) -> AnomalyResult:
+    "Score every image of `data` in this process."
+    if isinstance(data, torch.Tensor): return self._predict_checked(data)
     batches = image_batches(data, self.config.batch_size)
     parts = []
     for b in (_Progress(batches, f"predict {self.name}") if progress else batches):

@@ -129,7 +129,7 @@ def test_no_private_names_across_modules():
 
 
 # what a detector module may import from the package: the contract, shared building blocks and data, never UI
-DETECTOR_MAY_IMPORT = {"core", "checkpoint", "ops", "coreset", "backbones", "data", "auxiliary", "synthesis", "clip_base",
+DETECTOR_MAY_IMPORT = {"core", "checkpoint", "ops", "coreset", "backbones", "data", "auxiliary", "synthesis", "clip_base", "distributed",
                        "detectors.fastflow"}   # contrastive_flow extends FastFlow through its public hooks
 
 

@@ -196,19 +196,19 @@ def _contrast(self: ContrastiveFlow, syn: list, clean_latents: list[torch.Tensor
 
 # %% ../../nbs/12_contrastive_flow.ipynb #89f3915d
 @patch
-def train_step(self: ContrastiveFlow, data: ContrastiveData, idx: torch.Tensor, epoch: int) -> float:
-    "Backpropagate the likelihood of the batch `idx`, then the contrastive term of one synthetic version of each; returns their sum."
+def train_step(self: ContrastiveFlow, data: ContrastiveData, idx: torch.Tensor, epoch: int, weight: float = 1.0) -> float:
+    "Backpropagate the likelihood of the batch `idx`, then the contrastive term of one synthetic version of each, times `weight`; returns their sum."
     c = self.config
     clean = self.flows(data.features(self, idx))
     nll = flow_loss(clean)
     self.check_finite(nll, epoch)
     if c.contrast_weight == 0 or epoch < c.pretrain_epochs:    # the likelihood alone (CL-Flow's first stage)
-        nll.backward(); return nll.item()
+        (nll * weight).backward(); return nll.item()
     joint = c.contrast == "clflow"                  # clflow's terms reach the clean latents too: one graph, one backward
-    if not joint: nll.backward()                    # frees the clean graph before the synthetic one is built
+    if not joint: (nll * weight).backward()         # frees the clean graph before the synthetic one is built
     clean_latents = [z if joint else z.detach() for z, _ in clean]; del clean
     rows = data.synthetic_for(idx)
     term = c.contrast_weight * self._contrast(self.flows(data.syn.features(self, rows)), clean_latents, data.masks[rows].to(self.device))
     self.check_finite(term, epoch)
-    (nll + term if joint else term).backward()
+    ((nll + term if joint else term) * weight).backward()
     return nll.item() + term.item()

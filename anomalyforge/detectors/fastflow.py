@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 
 from ..backbones import FeatureExtractor
 from ..core import AnomalyforgeError, AnomalyResult, DataError, Detector, DetectorConfig, as_image_batch, image_hw, register_detector, seeded
+from ..distributed import all_sum, average_gradients, rank, shard, sum_tensor, world_size
 
 # %% auto #0
 __all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'is_token_backbone', 'FlowPlan',
            'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'FastFlowModel', 'flow_loss', 'likelihood_map',
-           'FastFlow', 'TrainingData', 'collect_training_data']
+           'FastFlow', 'TrainingData', 'feature_cache', 'collect_training_data']
 
 # %% ../../nbs/11_fastflow.ipynb #2092d327
 TOKEN_BACKBONE_MODULES = ("vision_transformer", "deit", "cait", "eva", "beit", "xcit")   # timm modules whose features are one token map
@@ -236,23 +237,31 @@ class TrainingData:
         return det.features(self.images[idx].to(det.device))
 
 # %% ../../nbs/11_fastflow.ipynb #72e47413
+def feature_cache(det: FastFlow, images: torch.Tensor, budget_gb: float) -> list[torch.Tensor] | None:
+    "`det`'s features of every image (CPU), or None when they would take more than `budget_gb`; under torchrun each process computes every w-th batch."
+    if budget_gb <= 0 or not len(images): return None
+    chunks = images.split(det.config.batch_size)
+    first = [t.cpu() for t in det.features(chunks[0].to(det.device))]
+    if sum(t[0].numel() * t.element_size() for t in first) * len(images) > budget_gb * 1e9: return None   # recomputed per batch instead
+    cache = [torch.zeros(len(images), *t.shape[1:], dtype=t.dtype) for t in first]
+    start = 0
+    for i, chunk in enumerate(chunks):
+        if i % world_size() == rank():
+            for c, t in zip(cache, first if i == 0 else det.features(chunk.to(det.device))): c[start:start + len(chunk)] = t.cpu()
+        start += len(chunk)
+    return [sum_tensor(c) for c in cache]                # each process filled its batches into zeros
+
 def collect_training_data(det: FastFlow, batches, budget_gb: float) -> TrainingData:
-    "All images of `batches` (CPU) as `TrainingData`, with their features while those stay under `budget_gb`."
-    images, feats, nbytes = [], [], 0
+    "All images of `batches` (CPU) as `TrainingData`, with their features when all of them fit in `budget_gb`."
+    images = []
     for b in batches:
         x = as_image_batch(b["image"])
         if images and x.shape[1:] != images[0].shape[1:]:
             raise DataError(f"training images differ in size ({tuple(images[0].shape[-2:])} and {tuple(x.shape[-2:])}): resize them to one size")
         images.append(x)
-        if feats is not None and budget_gb > 0:
-            f = [t.cpu() for t in det.features(x.to(det.device))]
-            nbytes += sum(t.numel() * t.element_size() for t in f)
-            if nbytes <= budget_gb * 1e9: feats.append(f)
-            else: feats = None                      # over budget: features are recomputed per batch instead
-        else: feats = None
     if not images: raise DataError("no training images: the dataset is empty")
-    cached = None if feats is None else [torch.cat(parts) for parts in zip(*feats)]
-    return TrainingData(torch.cat(images), cached)
+    images = torch.cat(images)
+    return TrainingData(images, feature_cache(det, images, budget_gb))
 
 # %% ../../nbs/11_fastflow.ipynb #c5db5bc7
 @patch
@@ -279,11 +288,11 @@ def check_finite(self: FastFlow, loss: torch.Tensor, epoch: int) -> None:
                                 f"lower lr (now {self.config.lr}) or clamp (now {self.config.clamp})")
 
 @patch
-def train_step(self: FastFlow, data: TrainingData, idx: torch.Tensor, epoch: int) -> float:
-    "Backpropagate the training objective of the batch `idx` (gradients only, no optimizer step); returns its value."
+def train_step(self: FastFlow, data: TrainingData, idx: torch.Tensor, epoch: int, weight: float = 1.0) -> float:
+    "Backpropagate the training objective of the batch `idx`, times `weight` (gradients only, no optimizer step); returns its value."
     loss = self.batch_loss(data, idx)
     self.check_finite(loss, epoch)
-    loss.backward()
+    (loss * weight).backward()
     return loss.item()
 
 # %% ../../nbs/11_fastflow.ipynb #cebc7206
@@ -304,7 +313,10 @@ def _split(self: FastFlow, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _validation_loss(self: FastFlow, data: TrainingData, val_idx: torch.Tensor) -> float:
     "Mean `batch_loss` over the validation images (NaN without any)."
     if not len(val_idx): return math.nan
-    with torch.no_grad(): return float(np.mean([self.batch_loss(data, idx).item() for idx in val_idx.split(self.config.batch_size)]))
+    batches = val_idx.split(self.config.batch_size)
+    with torch.no_grad(): mine = [self.batch_loss(data, idx).item() for i, idx in enumerate(batches) if i % world_size() == rank()]
+    total, n = all_sum(sum(mine), len(mine))            # under torchrun each process scores every w-th batch
+    return total / n
 
 @patch
 def _fit(self: FastFlow, batches, progress: bool) -> None:
@@ -316,7 +328,8 @@ def _fit(self: FastFlow, batches, progress: bool) -> None:
 @patch
 def _train(self: FastFlow, data: TrainingData, train_idx: torch.Tensor, val_idx: torch.Tensor, progress: bool = True) -> None:
     c = self.config
-    opt = (torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam)(self.trainable_parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    params = self.trainable_parameters()
+    opt = (torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam)(params, lr=c.lr, weight_decay=c.weight_decay)
     gen = torch.Generator().manual_seed(c.seed)
     best, best_state, waited, self.history = math.inf, None, 0, []
     bar = tqdm(range(c.epochs), desc=f"train {self.name}", leave=False, disable=not progress)
@@ -325,12 +338,15 @@ def _train(self: FastFlow, data: TrainingData, train_idx: torch.Tensor, val_idx:
         self.flows.train()
         losses = []
         for idx in train_idx[torch.randperm(len(train_idx), generator=gen)].split(c.batch_size):
+            part, weight = shard(idx)                   # every process drew the same batch and takes its slice
             opt.zero_grad(set_to_none=True)
-            losses.append(self.train_step(data, idx, epoch))
+            losses.append(self.train_step(data, part, epoch, weight))
+            average_gradients(params)
             opt.step()
         self.flows.eval()
         val = self._validation_loss(data, val_idx)
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
+        total, n = all_sum(sum(losses), len(losses))
+        row = {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val,
                "seconds": time.perf_counter() - t0, "images": len(train_idx)}
         self.history.append(row)
         bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{val:.3f}")

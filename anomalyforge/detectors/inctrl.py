@@ -21,6 +21,7 @@ from ..backbones import ClipImageFeatures
 from ..clip_base import ClipConfig, ClipDetector, PromptLibrary, anomaly_probability
 from ..core import (AnomalyResult, DataError, NotFittedError, as_image_batch, image_batches,
     register_detector, seed_everything, seeded, to_tensor)
+from ..distributed import average_buffers, optimizer_step, shard
 from ..ops import ScoringHead, patch_map
 
 # %% auto #0
@@ -369,15 +370,17 @@ def pretrain(self: InCTRL, aux: AuxiliarySet | ResidualPool, progress: bool = Tr
     bar = tqdm(range(c.steps), desc="train inctrl", disable=not progress, leave=False)
     for _ in bar:
         rows = torch.cat([normal[torch.randint(len(normal), (half,), generator=g)], anomalous[torch.randint(len(anomalous), (half,), generator=g)]])
+        rows, weight = shard(rows)                  # under torchrun: this process's slice of the batch every process drew
         y = pool.label[rows].float().to(dev)
         q = pool.query[rows]
         s = self._scores(pool.patch[rows].to(dev) * rescale, pool.query_embeddings[q].to(dev), pool.normal_embeddings[pool.prompts[rows]].to(dev),
                          pool.text_scores[q].to(dev))
         loss = sigmoid_focal_loss(torch.logit(s.score, eps=1e-6), y, alpha=-1, reduction="mean")
         if c.use_image: loss = loss + sigmoid_focal_loss(s.image_logit, y, alpha=-1, reduction="mean")
-        opt.zero_grad(); loss.backward(); opt.step()
+        optimizer_step(opt, params, loss, weight)
         self.history.append(loss.item())
         if len(self.history) % 20 == 0: bar.set_postfix(loss=f"{np.mean(self.history[-20:]):.4f}")
+    for head in (self.holistic_head, self.image_head): average_buffers(head)     # under torchrun: one set of BatchNorm statistics
     self.eval()
     self.trained.fill_(True)
     self.config.trained_on = pool.description

@@ -15,7 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..backbones import ClipBackbone, FeatureExtractor
-from ..core import AnomalyResult, DataError, Detector, DetectorConfig, register_detector, seeded, stack_images
+from ..core import AnomalyResult, DataError, Detector, DetectorConfig, predict_slice, register_detector, seeded, stack_images
+from ..distributed import optimizer_step, shard
 from ..ops import gaussian_blur, patch_map
 from ..synthesis import PROXIES, RandomChoice
 
@@ -180,11 +181,13 @@ def prompt_embeddings(self: LTAD, template: str, classes: torch.Tensor) -> torch
 @patch
 def _phase1(self: LTAD, tok: torch.Tensor, y: torch.Tensor, clip_emb: torch.Tensor, progress: bool) -> list[dict]:
     c, hist = self.config, []
-    opt = torch.optim.AdamW([self.names, *self.vae.parameters()], lr=c.lr)
+    params = [self.names, *self.vae.parameters()]
+    opt, gen = torch.optim.AdamW(params, lr=c.lr), torch.Generator().manual_seed(c.seed)
     classes = torch.arange(c.n_classes)
     for epoch in tqdm(range(c.phase1_epochs), desc="LTAD phase 1", disable=not progress, leave=False):
-        perm, ce_sum, vae_sum, correct = torch.randperm(len(tok)), 0.0, 0.0, 0
-        for idx in perm.split(c.batch_size):
+        perm, ce_sum, vae_sum, correct = torch.randperm(len(tok), generator=gen), 0.0, 0.0, 0
+        for batch in perm.split(c.batch_size):
+            idx, weight = shard(batch)
             loss = torch.zeros(())
             if c.pseudo_names and c.n_classes > 1:
                 logits = clip_emb[idx] @ self.prompt_embeddings(CLASS_PROMPT, classes).T / c.temperature
@@ -195,7 +198,7 @@ def _phase1(self: LTAD, tok: torch.Tensor, y: torch.Tensor, clip_emb: torch.Tens
                 cond = self.class_names(y[idx]).mean(1).detach().repeat_interleave(l, 0)
                 recon, mu, lv = self.vae(t.reshape(-1, ch), cond, torch.arange(l).repeat(b))
                 v = vae_loss(recon, t.reshape(-1, ch), mu, lv, c.kl_weight); loss = loss + v; vae_sum += v.item() * len(idx)
-            if loss.requires_grad: opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            optimizer_step(opt, params, loss, weight)
         hist.append({"phase": 1, "epoch": epoch + 1, "class_ce": ce_sum / len(tok), "class_acc": correct / len(tok), "vae": vae_sum / len(tok)})
     return hist
 
@@ -207,14 +210,15 @@ def _phase2(self: LTAD, x: torch.Tensor, y: torch.Tensor, real: torch.Tensor, pr
     opt = torch.optim.AdamW(params, lr=c.lr)
     counts = torch.bincount(y, minlength=c.n_classes)
     lack = (counts.max() - counts) if c.synthesis else torch.zeros_like(counts)
-    proxy, gen = RandomChoice(list(PROXIES)), np.random.default_rng(c.seed)
+    proxy, gen, order = RandomChoice(list(PROXIES)), np.random.default_rng(c.seed), torch.Generator().manual_seed(c.seed + 1)
     for epoch in tqdm(range(c.phase2_epochs), desc="LTAD phase 2", disable=not progress, leave=False):
         with torch.no_grad():
             want = torch.repeat_interleave(torch.arange(c.n_classes), lack)
             synth = self.vae.sample(self.class_names(want).mean(1)) if len(want) else real[:0]
         pool = torch.cat([real, synth])
         rec_sum, sem_sum = 0.0, 0.0
-        for idx in torch.randperm(len(pool)).split(c.batch_size):
+        for batch in torch.randperm(len(pool), generator=order).split(c.batch_size):
+            idx, weight = shard(batch)
             loss = torch.zeros(())
             if c.reconstruction:
                 t = pool[idx]
@@ -225,7 +229,7 @@ def _phase2(self: LTAD, x: torch.Tensor, y: torch.Tensor, real: torch.Tensor, pr
                 logits = self.semantic_logits(imgs.to(x.device), y[real_idx])
                 target = patch_targets(masks, self.clip.grid)
                 s = F.binary_cross_entropy_with_logits(logits, target); loss = loss + s; sem_sum += s.item() * len(real_idx)
-            if loss.requires_grad: opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            optimizer_step(opt, params, loss, weight)
         hist.append({"phase": 2, "epoch": epoch + 1, "reconstruction": rec_sum / len(pool), "semantic": sem_sum / len(x), "synthetic_maps": len(synth)})
     return hist
 
@@ -296,6 +300,8 @@ def predict(self: LTAD, data, progress: bool = False, classes=None):
     "Score images (as any detector); the classes come from `classes`, a `ClassDataset`, or the learned names."
     if classes is None and hasattr(data, "classes"): classes = data.classes
     self._classes = None if classes is None else torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    part = predict_slice(data)                                  # under torchrun this process scores a slice: its classes too
+    if part is not None and self._classes is not None: self._classes = self._classes[part]
     try: return Detector.predict(self, data, progress)
     finally: self._classes = None
 
