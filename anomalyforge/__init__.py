@@ -7,6 +7,8 @@ __version__ = "0.1.0"
 __all__ = ['create_detector', 'load_detector', 'list_detectors']
 
 # %% ../nbs/index.ipynb #0c079868
+import os as _os, sys as _sys
+if "torch" not in _sys.modules: _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # threads sleep between parallel regions: see "Threads" below
 from .core import create_detector, list_detectors
 from .checkpoint import load_detector   # also adds save/load to every Detector
 

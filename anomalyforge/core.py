@@ -396,8 +396,8 @@ def predict_slice(data) -> slice | None:
 
 @patch
 def _predict_all(self: Detector, data, progress: bool) -> AnomalyResult:
-    "Score every image of `data` in this process."
-    if isinstance(data, torch.Tensor): return self._predict_checked(data)
+    "Score every image of `data` in this process, `batch_size` images at a time (a large tensor too: memory stays bounded)."
+    if isinstance(data, torch.Tensor): return AnomalyResult.cat([self._predict_checked(x) for x in data.split(self.config.batch_size)])
     batches = image_batches(data, self.config.batch_size)
     parts = []
     for b in (_Progress(batches, f"predict {self.name}") if progress else batches):

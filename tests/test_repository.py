@@ -227,3 +227,16 @@ def test_every_code_cell_compiles():
             try: ast.parse(tm.transform_cell("".join(cell["source"])))
             except SyntaxError as e: bad.append(f"{name} cell {i}: {e.msg} (line {e.lineno})")
     assert not bad, f"code cells that do not compile: {bad}"
+
+
+def test_threads_sleep_when_anomalyforge_comes_first():
+    "Imported before torch (as the CLI always is), anomalyforge sets OMP_WAIT_POLICY=PASSIVE; a user's value and a torch imported first are left alone."
+    code = "import os, sys\n{pre}import anomalyforge\nprint(os.environ.get('OMP_WAIT_POLICY'))"
+    def run(pre="", **env):
+        base = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+        r = subprocess.run([sys.executable, "-c", code.format(pre=pre)], capture_output=True, text=True, timeout=300, env={**base, **env})
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout.strip()
+    assert run() == "PASSIVE"
+    assert run(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert run(pre="import torch\n") == "None"
