@@ -236,7 +236,9 @@ def _cmd_fit(args) -> int:
     det = cls(cfg)
     used = training_images(det, train)
     det.fit(used)
-    if is_main(): print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {det.save(out)}")
+    if not is_main(): return 0                          # under torchrun the processes trained one model; rank 0 saves it
+    path = det.save(out)
+    print(f"fitted {args.detector} on {len(used)} normal images of {args.category}; saved {path}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #4463fd36
@@ -245,7 +247,9 @@ def _fit_classes(cls, cfg, args, out) -> int:
     split = load_split(args.split) if args.split else full_split(args.data)
     train = longtail_train(split, **cfg.sizing()).check()
     det = cls(cfg).fit(train)
-    if is_main(): print(f"fitted {args.detector} on {len(train)} normal images of {len(split.classes)} classes ({split!r}); saved {det.save(out)}")
+    if not is_main(): return 0
+    path = det.save(out)
+    print(f"fitted {args.detector} on {len(train)} normal images of {len(split.classes)} classes ({split!r}); saved {path}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #d528eba1
@@ -265,7 +269,9 @@ def _cmd_train(args) -> int:
         aux = auxiliary_from_mvtec(args.data, cats, seed=cfg.seed, **cfg.sizing())
         for t in aux.tasks: t.normal.check(); t.anomalous.check()
     det = cls(cfg).pretrain(aux)
-    if is_main(): print(f"trained {args.detector} on {aux.description}; saved {det.save(out)}")
+    if not is_main(): return 0
+    path = det.save(out)
+    print(f"trained {args.detector} on {aux.description}; saved {path}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #367437b4

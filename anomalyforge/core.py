@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .distributed import gather, is_main, rank, world_size
+from .distributed import gather, is_main, shard, world_size
 
 # %% auto #0
 __all__ = ['STALE_TEMP_AGE_S', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError',
@@ -381,18 +381,18 @@ def predict(self: Detector, data, progress: bool = False) -> AnomalyResult:
     "Score images: a tensor (N, 3, H, W) in [0, 1] or (C, H, W), a Dataset or a DataLoader; maps come at input size."
     if not bool(self.fitted): raise NotFittedError(f"this {self.name or type(self).__name__} detector is not fitted: call fit() or load() first")
     self._ready_for_inference()
+    progress = progress and is_main()                   # under torchrun only rank 0 draws progress bars
     if isinstance(data, (torch.Tensor, np.ndarray)): data = as_image_batch(data)
     part = predict_slice(data)
     if part is None: return self._predict_all(data, progress)
     mine = data[part] if isinstance(data, torch.Tensor) else Subset(data, range(part.start, part.stop))
-    return AnomalyResult.cat(gather(self._predict_all(mine, progress and is_main())))    # every process gets the whole result
+    return AnomalyResult.cat(gather(self._predict_all(mine, progress)))    # every process gets the whole result
 
 def predict_slice(data) -> slice | None:
-    "The images of `data` this process scores under torchrun, a contiguous slice (None: all of them, as in one process or for a DataLoader)."
-    w = world_size()
-    if w == 1 or isinstance(data, DataLoader) or len(data) < w: return None
-    bounds = np.linspace(0, len(data), w + 1).round().astype(int)
-    return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
+    "The images of `data` this process scores under torchrun, its `shard` of them (None: all of them, as in one process or for a DataLoader)."
+    if world_size() == 1 or isinstance(data, DataLoader) or len(data) < world_size(): return None
+    part, _ = shard(torch.arange(len(data)))
+    return slice(int(part[0]), int(part[-1]) + 1)
 
 @patch
 def _predict_all(self: Detector, data, progress: bool) -> AnomalyResult:
