@@ -153,9 +153,9 @@ def _final_norm_features(name: str, weights, layers: tuple[int, ...]) -> nn.Modu
 class FeatureExtractor(nn.Module):
     "A frozen timm backbone: raw images (N, 3, H, W) in [0, 1] in, feature maps of `layers` [(N, C_i, H/s_i, W/s_i)] out."
     def __init__(self, name: str = "efficientnet_lite0", layers: tuple[int, ...] = (2, 3), weights: str | os.PathLike = "pretrained",
-                 final_norm: bool = False):
+                 final_norm: bool = False, channels_last: bool = True):
         super().__init__()
-        self.name, self.layers = name, tuple(int(l) for l in layers)
+        self.name, self.layers, self.channels_last = name, tuple(int(l) for l in layers), channels_last
         if not self.layers: raise ValueError(f"layers must name at least one feature layer of {name}")
         try: self.model = _final_norm_features(name, weights, self.layers) if final_norm else \
                 create_timm_model(name, weights, features_only=True, out_indices=self.layers)
@@ -164,6 +164,7 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"{name} has feature layers 0..{len(info) - 1} (strides {', '.join(map(str, info.reduction()))}); "
                              f"layers {self.layers} are not all among them") from e
         self.model.eval().requires_grad_(False)
+        if channels_last: self.model.to(memory_format=torch.channels_last)
         cfg = getattr(self.model, "pretrained_cfg", None) or self.model.model.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
@@ -190,7 +191,9 @@ class FeatureExtractor(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         self.check_input(images)
-        return self.model((images - self.mean) / self.std)
+        x = (images - self.mean) / self.std
+        if not self.channels_last: return self.model(x)
+        return [f.contiguous() for f in self.model(x.contiguous(memory_format=torch.channels_last))]   # maps back in the usual layout
 
 # %% ../nbs/03_backbones.ipynb #8d3d3a24
 def _clip_config_dir() -> Path:

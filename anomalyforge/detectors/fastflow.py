@@ -22,9 +22,9 @@ from ..core import AnomalyforgeError, AnomalyResult, DataError, Detector, Detect
 from ..distributed import all_sum, average_gradients, rank, shard, sum_tensor, world_size
 
 # %% auto #0
-__all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'is_token_backbone', 'FlowPlan',
-           'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'FastFlowModel', 'flow_loss', 'likelihood_map',
-           'FastFlow', 'TrainingData', 'feature_cache', 'collect_training_data']
+__all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'MAX_STEPS_DEFAULT', 'is_token_backbone',
+           'FlowPlan', 'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'flow_latents', 'FastFlowModel',
+           'flow_loss', 'likelihood_map', 'FastFlow', 'TrainingData', 'feature_cache', 'collect_training_data']
 
 # %% ../../nbs/11_fastflow.ipynb #2092d327
 TOKEN_BACKBONE_MODULES = ("vision_transformer", "deit", "cait", "eva", "beit", "xcit")   # timm modules whose features are one token map
@@ -52,7 +52,8 @@ class FlowPlan:
     norm: str
 
 # %% ../../nbs/11_fastflow.ipynb #29d22a64
-NORMS = ("affine", "plain", "backbone")   # LayerNorm with a learned (C, h, w) affine; LayerNorm without parameters; a transformer's own final norm
+NORMS = ("affine", "plain", "backbone")
+MAX_STEPS_DEFAULT = 0   # LayerNorm with a learned (C, h, w) affine; LayerNorm without parameters; a transformer's own final norm
 
 @dataclass
 class FastFlowConfig(DetectorConfig):
@@ -69,9 +70,11 @@ class FastFlowConfig(DetectorConfig):
     lr: float = 1e-3                      # paper: Adam, lr 1e-3
     weight_decay: float = 1e-5            # paper: 1e-5
     epochs: int = 100                     # ceiling; the paper's 500 epochs are rarely reached with early stopping
+    max_steps: int = MAX_STEPS_DEFAULT    # ceiling on optimizer steps (batches), whatever the set's size; 0: none
     val_fraction: float = 0.2             # held-out normal images for early stopping; 0: no split, train `epochs`
     patience: int = 5                     # epochs without validation improvement before stopping
     feature_cache_gb: float = 4.0         # keep backbone features in memory up to this size (0: recompute each step)
+    inference_precision: str = "fp32"     # 'fp32', or 'bf16': score with the convolutions in bfloat16 (autocast); training stays fp32
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,11 +83,14 @@ class FastFlowConfig(DetectorConfig):
             raise ValueError(f"subnet_kernels must be 'auto', 'alternate' or '3x3', got {self.subnet_kernels!r}")
         if self.norm not in ("auto", *NORMS): raise ValueError(f"norm must be 'auto' or one of {NORMS}, got {self.norm!r}")
         if self.optimizer not in ("adamw", "adam"): raise ValueError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}")
+        if self.inference_precision not in ("fp32", "bf16"):
+            raise ValueError(f"inference_precision must be 'fp32' or 'bf16', got {self.inference_precision!r}")
         if self.flow_steps < 0: raise ValueError(f"flow_steps must be >= 0 (0: the paper's 8 or 20), got {self.flow_steps}")
         if self.hidden_ratio < 0: raise ValueError(f"hidden_ratio must be >= 0 (0: the paper's value), got {self.hidden_ratio}")
         if self.clamp <= 0: raise ValueError(f"clamp must be positive, got {self.clamp}")
         if self.lr <= 0: raise ValueError(f"lr must be positive, got {self.lr}")
         if self.epochs < 1: raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.max_steps < 0: raise ValueError(f"max_steps must be >= 0 (0: no ceiling), got {self.max_steps}")
         if not 0 <= self.val_fraction < 1: raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.patience < 1: raise ValueError(f"patience must be at least 1, got {self.patience}")
 
@@ -139,6 +145,27 @@ def flow_2d(channels: int, kernels: tuple[int, ...], hidden_ratio: float = 1.0, 
             flow.append(Fm.AllInOneBlock, subnet_constructor=_subnet(k, hidden_ratio), affine_clamping=clamp, permute_soft=False)
     return flow
 
+# %% ../../nbs/11_fastflow.ipynb #436d4397
+def _hard_permutation(block) -> torch.Tensor | None:
+    "The channel index of an AllInOneBlock's permutation matrix (output i takes input perm[i]), or None where the block is not a plain hard-permuted coupling."
+    if not isinstance(block, Fm.AllInOneBlock) or block.GIN or block.householder or block.reverse_pre_permute or block.conditional: return None
+    w = block.w_perm.flatten(1)
+    if w.shape[0] != w.shape[1] or int((w != 0).sum()) != len(w) or not bool((w.sum(1) == 1).all()): return None
+    return w.argmax(1)
+
+def flow_latents(flow: Ff.SequenceINN, x: torch.Tensor) -> torch.Tensor:
+    "Latents of `flow` (a `flow_2d`) on `x` (N, C, h, w), equal to `flow(x)[0]`, without the log-Jacobian and with the permutations as channel indices."
+    perms = [_hard_permutation(b) for b in flow.module_list]
+    if any(p is None for p in perms): return flow(x, jac=False)[0]
+    for block, perm in zip(flow.module_list, perms):
+        x1, x2 = torch.split(x, block.splits, dim=1)
+        a = block.subnet(x1) * 0.1                                   # FrEIA scales the subnet's output by 0.1
+        c = x2.shape[1]
+        x2 = x2 * torch.exp(block.clamp * torch.tanh(a[:, :c])) + a[:, c:]
+        scale = block.global_scale_activation(block.global_scale)[:, perm]
+        x = torch.cat((x1, x2), 1)[:, perm] * scale + block.global_offset[:, perm]
+    return x
+
 # %% ../../nbs/11_fastflow.ipynb #64eff2b9
 class FastFlowModel(nn.Module):
     "FastFlow's flows, one per feature scale behind its `norm`: feature maps [(N, C_i, h_i, w_i)] in, [(latents, log-Jacobian (N,))] out."
@@ -162,9 +189,11 @@ class FastFlowModel(nn.Module):
             w, b = (F.interpolate(t[None], size=f.shape[-2:], mode="bilinear", align_corners=False)[0] for t in (w, b))
         return F.layer_norm(f, f.shape[1:], w, b, ln.eps)
 
-    def forward(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, features: list[torch.Tensor], jac: bool = True) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        "Per scale (latents, log-Jacobian); with `jac=False`, (latents, None) through `flow_latents`, for scoring."
         if len(features) != len(self.flows):
             raise ValueError(f"FastFlowModel has {len(self.flows)} flows but got {len(features)} feature maps")
+        if not jac: return [(flow_latents(flow, self.normalise(i, f)), None) for i, (flow, f) in enumerate(zip(self.flows, features))]
         return [flow(self.normalise(i, f)) for i, (flow, f) in enumerate(zip(self.flows, features))]
 
 # %% ../../nbs/11_fastflow.ipynb #a465da6e
@@ -215,7 +244,9 @@ def features(self: FastFlow, images: torch.Tensor) -> list[torch.Tensor]:
 # %% ../../nbs/11_fastflow.ipynb #fd1c5056
 @patch
 def _predict(self: FastFlow, images: torch.Tensor) -> AnomalyResult:
-    maps = likelihood_map(self.flows(self.features(images)), images.shape[-2:])
+    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.inference_precision == "bf16"):
+        latents = self.flows(self.features(images), jac=False)
+    maps = likelihood_map([(z.float(), None) for z, _ in latents], images.shape[-2:])
     return AnomalyResult(maps.flatten(1).amax(1).cpu(), maps.cpu())
 
 # %% ../../nbs/11_fastflow.ipynb #5cc62328
@@ -331,13 +362,16 @@ def _train(self: FastFlow, data: TrainingData, train_idx: torch.Tensor, val_idx:
     params = self.trainable_parameters()
     opt = (torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam)(params, lr=c.lr, weight_decay=c.weight_decay)
     gen = torch.Generator().manual_seed(c.seed)
-    best, best_state, waited, self.history = math.inf, None, 0, []
+    best, best_state, waited, steps, self.history = math.inf, None, 0, 0, []
+    out_of_steps = lambda: c.max_steps and steps >= c.max_steps
     bar = tqdm(range(c.epochs), desc=f"train {self.name}", leave=False, disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
         self.flows.train()
-        losses = []
+        losses, seen = [], 0
         for idx in train_idx[torch.randperm(len(train_idx), generator=gen)].split(c.batch_size):
+            if out_of_steps(): break                    # the last epoch ends early; it is still validated
+            steps, seen = steps + 1, seen + len(idx)
             part, weight = shard(idx)                   # every process drew the same batch and takes its slice
             opt.zero_grad(set_to_none=True)
             losses.append(self.train_step(data, part, epoch, weight))
@@ -347,13 +381,12 @@ def _train(self: FastFlow, data: TrainingData, train_idx: torch.Tensor, val_idx:
         val = self._validation_loss(data, val_idx)
         total, n = all_sum(sum(losses), len(losses))
         row = {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val,
-               "seconds": time.perf_counter() - t0, "images": len(train_idx)}
+               "seconds": time.perf_counter() - t0, "images": seen, "steps": steps}
         self.history.append(row)
         bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{val:.3f}")
-        if not len(val_idx): continue
-        if val < best: best, best_state, waited = val, copy.deepcopy(self.flows.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= c.patience: break
+        if len(val_idx):
+            if val < best: best, best_state, waited = val, copy.deepcopy(self.flows.state_dict()), 0
+            else: waited += 1
+        if out_of_steps() or waited >= c.patience: break
     if best_state is not None: self.flows.load_state_dict(best_state)
     self.flows.eval()
