@@ -62,6 +62,7 @@ bench-select: $(STAMP)
 
 # thread settings idle and beside a busy process, files vs tensors, one process vs two under torchrun (needs a quiet machine)
 bench-speed: $(STAMP)
+	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
 	BENCH_REAL="$(REAL)" $(PY) tools/docsite.py execute nbs/97_speed.ipynb --timeout 4000
 
 clean:
