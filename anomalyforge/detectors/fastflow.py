@@ -22,9 +22,9 @@ from ..core import AnomalyforgeError, AnomalyResult, DataError, Detector, Detect
 from ..distributed import all_sum, average_gradients, rank, shard, sum_tensor, world_size
 
 # %% auto #0
-__all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'MAX_STEPS_DEFAULT', 'is_token_backbone',
-           'FlowPlan', 'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'flow_latents', 'FastFlowModel',
-           'flow_loss', 'likelihood_map', 'FastFlow', 'TrainingData', 'feature_cache', 'collect_training_data']
+__all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'is_token_backbone', 'FlowPlan',
+           'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'flow_latents', 'FastFlowModel', 'flow_loss',
+           'likelihood_map', 'FastFlow', 'TrainingData', 'feature_cache', 'collect_training_data']
 
 # %% ../../nbs/11_fastflow.ipynb #2092d327
 TOKEN_BACKBONE_MODULES = ("vision_transformer", "deit", "cait", "eva", "beit", "xcit")   # timm modules whose features are one token map
@@ -52,8 +52,7 @@ class FlowPlan:
     norm: str
 
 # %% ../../nbs/11_fastflow.ipynb #29d22a64
-NORMS = ("affine", "plain", "backbone")
-MAX_STEPS_DEFAULT = 500                # chosen in 97_speed: accuracy levels off by 300-600 steps and falls past about 800   # LayerNorm with a learned (C, h, w) affine; LayerNorm without parameters; a transformer's own final norm
+NORMS = ("affine", "plain", "backbone")   # LayerNorm with a learned (C, h, w) affine; LayerNorm without parameters; a transformer's own final norm
 
 @dataclass
 class FastFlowConfig(DetectorConfig):
@@ -70,7 +69,7 @@ class FastFlowConfig(DetectorConfig):
     lr: float = 1e-3                      # paper: Adam, lr 1e-3
     weight_decay: float = 1e-5            # paper: 1e-5
     epochs: int = 100                     # ceiling; the paper's 500 epochs are rarely reached with early stopping
-    max_steps: int = MAX_STEPS_DEFAULT    # ceiling on optimizer steps (batches), whatever the set's size; 0: none
+    max_steps: int = 500                  # ceiling on optimizer steps (batches), whatever the set's size; 0: none (97_speed: accuracy levels off by 300-600, falls past ~800)
     val_fraction: float = 0.2             # held-out normal images for early stopping; 0: no split, train `epochs`
     patience: int = 5                     # epochs without validation improvement before stopping
     feature_cache_gb: float = 4.0         # keep backbone features in memory up to this size (0: recompute each step)
