@@ -105,9 +105,9 @@ def make_longtail_split(sources, profile: str = "exp", ratio: float = 100, seed:
 
 # %% ../nbs/07_longtail.ipynb #436017d5
 def longtail_demo_sources(root=None) -> list:
-    "The embedded demo sets as long-tailed classes: textures (3), textile surfaces (1), digits (10), built offline."
-    from anomalyforge.demo_data import make_digits, make_surfaces, make_textures
-    return [make_textures(root), make_surfaces(root), make_digits(root)]
+    "The embedded demo sets as long-tailed classes: textures (3), textile surfaces (1), digits with local defects (10), built offline."
+    from anomalyforge.demo_data import make_digit_defects, make_surfaces, make_textures
+    return [make_textures(root), make_surfaces(root), make_digit_defects(root)]
 
 # %% ../nbs/07_longtail.ipynb #dd25eef8
 def full_split(sources) -> LongTailSplit:
