@@ -1,14 +1,14 @@
 # anomalyforge. Two commands do all set-up on a fresh machine (README):
 #   make demo   the main job: fit + evaluate on the embedded demo data (runs/demo), then build the docs site (_docs/)
 #   make test   every test: all notebooks (nbdev_test) and pytest (CLI, bad input, export, docs site in Chromium)
-# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make bench-flows | make bench-real | make bench-select | make bench-speed | make clean
+# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make bench-flows | make bench-real | make bench-select | make bench-ltad | make bench-speed | make clean
 #   make bench-flows DATA=/path/to/mvtec CATEGORY=bottle,cable   adds an MVTec-layout folder to the flow benchmark
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell md5sum pyproject.toml | cut -c1-8)
 
-.PHONY: install demo docs test nbs bench bench-flows bench-real bench-select bench-speed browser clean
+.PHONY: install demo docs test nbs bench bench-flows bench-real bench-select bench-ltad bench-speed browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -59,6 +59,11 @@ bench-real: $(STAMP)
 #   make bench-select DATA=/path/to/mvtec CATEGORY=carpet,grid   adds an MVTec-layout folder
 bench-select: $(STAMP)
 	BENCH_DATA="$(DATA)" BENCH_CATEGORY="$(CATEGORY)" $(PY) tools/docsite.py execute nbs/95_synthetic_validation.ipynb --timeout 7000
+
+# LTAD against pooled PatchKNN / FastFlow and per-class PatchKNN on the long-tailed demo, with its ablations (about half an hour)
+#   make bench-ltad DATA=/path/to/mvtec CLIP=ViT-B-16:openai SPLIT=/path/to/split.json   (each optional)
+bench-ltad: $(STAMP)
+	BENCH_DATA="$(DATA)" BENCH_CLIP="$(CLIP)" BENCH_SPLIT="$(SPLIT)" $(PY) tools/docsite.py execute nbs/96_ltad_benchmark.ipynb --timeout 7000
 
 # thread settings idle and beside a busy process, files vs tensors, one process vs two under torchrun (needs a quiet machine)
 bench-speed: $(STAMP)

@@ -17,7 +17,7 @@ from .data import AnomalyDataset, Sample, mvtec_categories, mvtec_samples
 # %% auto #0
 __all__ = ['PROFILES', 'imbalance_counts', 'LongTailClass', 'LongTailSplit', 'make_longtail_split', 'longtail_demo_sources',
            'full_split', 'save_split', 'load_split', 'ClassDataset', 'longtail_train', 'longtail_test',
-           'longtail_summary', 'longtail_table']
+           'longtail_summary', 'longtail_table', 'longtail_plot']
 
 # %% ../nbs/07_longtail.ipynb #b04deed1
 PROFILES = ("exp", "step")
@@ -195,3 +195,29 @@ def longtail_table(summary: dict[str, dict[str, float]], split: LongTailSplit) -
         lines.append(f"| {n}{'' if n in split.head else ' (tail)'} | {split.counts[n]} | " + " | ".join(f"{summary[n].get(m, float('nan')):.3f}" for m in metrics) + " |")
     for row in ("mean", "head", "tail"): lines.append(f"| **{row}** | | " + " | ".join(f"**{summary[row][m]:.3f}**" for m in metrics) + " |")
     return "\n".join(lines)
+
+# %% ../nbs/07_longtail.ipynb #d3080bd8
+def longtail_plot(results: dict[str, dict[str, dict[str, float]]], split: LongTailSplit, metric: str = "image_auroc",
+                  highlight: str | None = None, ax=None):
+    "Per-class `metric` of each method in `results` ({method: {class: {metric: value}}}), classes head to tail, training counts as bars."
+    import matplotlib.pyplot as plt
+    if not results: raise DataError("no results to plot: pass {method: {class: {metric: value}}}")
+    if highlight is not None and highlight not in results: raise DataError(f"no method {highlight!r} in the results; methods: {list(results)}")
+    for m, per in results.items():
+        if missing := [n for n in split.names if n not in per]: raise DataError(f"method {m!r} has no metrics for classes {missing}")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6, 0.55 * len(split.names)), 3.6))
+    x = np.arange(len(split.names))
+    bars = ax.twinx()
+    bars.bar(x, [split.counts[n] for n in split.names], color="0.88", zorder=0)
+    bars.set_ylabel("training images", color="0.5"); bars.tick_params(axis="y", colors="0.5")
+    ax.set_zorder(bars.get_zorder() + 1); ax.patch.set_visible(False)
+    for m, per in results.items():
+        y = [per[n].get(metric, np.nan) for n in split.names]
+        style = {} if highlight is None else ({"lw": 2.5, "zorder": 3} if m == highlight else {"color": "0.65", "lw": 1, "alpha": 0.8})
+        ax.plot(x, y, marker="o", ms=3.5, label=m, **style)
+    ax.axvline(len(split.head) - 0.5, color="k", ls=":", lw=1)
+    ax.set_xticks(x, [n.split("/")[-1] for n in split.names], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(metric); ax.set_title(f"{metric} per class, head | tail ({split.profile}, ratio {split.ratio:g})", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    return fig
