@@ -22,7 +22,7 @@ from ..synthesis import PROXIES, RandomChoice
 
 # %% auto #0
 __all__ = ['PLACEHOLDER', 'NORMAL_PROMPT', 'ANOMALOUS_PROMPT', 'CLASS_PROMPT', 'encode_with_names', 'name_slot', 'Reconstructor',
-           'FeatureVAE', 'vae_loss', 'LTADConfig', 'LTAD', 'patch_targets']
+           'FeatureVAE', 'vae_loss', 'LTADConfig', 'LTAD', 'patch_targets', 'plot_feature_projection']
 
 # %% ../../nbs/14b_ltad.ipynb #565b3d61
 PLACEHOLDER = "X"
@@ -173,6 +173,12 @@ def class_names(self: LTAD, classes: torch.Tensor) -> torch.Tensor:
     return self.names[classes] if self.config.pseudo_names else self.names[torch.zeros_like(classes)]
 
 @patch
+def name_condition(self: LTAD, classes: torch.Tensor) -> torch.Tensor:
+    "The VAE's condition (B, W) for `classes` (B,): each class's name vectors averaged, detached and layer-normalised, so that the classes differ at the scale of the features."
+    v = self.class_names(classes).mean(1).detach()
+    return F.layer_norm(v, v.shape[-1:])
+
+@patch
 def prompt_embeddings(self: LTAD, template: str, classes: torch.Tensor) -> torch.Tensor:
     "Text embeddings (B, D) of `template` filled with the pseudo name of each class in `classes`."
     return encode_with_names(self.clip, [template.format(name_slot(self.config.name_tokens))] * len(classes), self.class_names(classes))
@@ -195,7 +201,7 @@ def _phase1(self: LTAD, tok: torch.Tensor, y: torch.Tensor, clip_emb: torch.Tens
                 ce_sum += ce.item() * len(idx); correct += int((logits.argmax(1) == y[idx]).sum())
             if c.synthesis:
                 t = tok[idx]; b, l, ch = t.shape
-                cond = self.class_names(y[idx]).mean(1).detach().repeat_interleave(l, 0)
+                cond = self.name_condition(y[idx]).repeat_interleave(l, 0)
                 recon, mu, lv = self.vae(t.reshape(-1, ch), cond, torch.arange(l).repeat(b))
                 v = vae_loss(recon, t.reshape(-1, ch), mu, lv, c.kl_weight); loss = loss + v; vae_sum += v.item() * len(idx)
             optimizer_step(opt, params, loss, weight)
@@ -214,7 +220,7 @@ def _phase2(self: LTAD, x: torch.Tensor, y: torch.Tensor, real: torch.Tensor, pr
     for epoch in tqdm(range(c.phase2_epochs), desc="LTAD phase 2", disable=not progress, leave=False):
         with torch.no_grad():
             want = torch.repeat_interleave(torch.arange(c.n_classes), lack)
-            synth = self.vae.sample(self.class_names(want).mean(1)) if len(want) else real[:0]
+            synth = self.vae.sample(self.name_condition(want)) if len(want) else real[:0]
         pool = torch.cat([real, synth])
         rec_sum, sem_sum = 0.0, 0.0
         for batch in torch.randperm(len(pool), generator=order).split(c.batch_size):
@@ -316,3 +322,52 @@ def _predict(self: LTAD, images: torch.Tensor) -> AnomalyResult:
         if c.semantic: amap += c.lam * patch_map(torch.sigmoid(self.semantic_logits(images, y)), self.clip.grid, size)
     if c.blur_sigma > 0: amap = gaussian_blur(amap[:, None], c.blur_sigma)[:, 0]
     return AnomalyResult(amap.flatten(1).amax(1).cpu(), amap.cpu())
+
+# %% ../../nbs/14b_ltad.ipynb #ab25bab1
+@patch
+def feature_projection(self: LTAD, data, n_synthetic: int = 16, components: int = 4, seed: int = 0, classes=None) -> dict:
+    "Real feature maps of `data` (a ClassDataset, or images with `classes`) and `n_synthetic` VAE maps per class, on the real maps' first `components` principal axes."
+    from sklearn.decomposition import PCA
+    c = self.config
+    if not bool(self.fitted): raise DataError("fit the detector first: feature_projection shows the features it learned from")
+    if not c.synthesis: raise DataError("this LTAD was fitted with synthesis=False: it has no VAE to sample from")
+    if classes is None and hasattr(data, "classes"): classes = data.classes
+    if classes is None: raise DataError("feature_projection needs each image's class: pass a ClassDataset or classes=")
+    x = stack_images(data, c.batch_size)
+    y = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    if len(y) != len(x): raise DataError(f"{len(x)} images but {len(y)} class indices")
+    if int(y.min()) < 0 or int(y.max()) >= c.n_classes: raise DataError(f"class indices must lie in 0..{c.n_classes - 1}, the classes this detector was fitted on")
+    if not 1 <= components <= min(len(x), 16): raise DataError(f"components must be between 1 and min(16, the number of images = {len(x)}), got {components}")
+    with torch.no_grad():
+        real = torch.cat([self.tokens(b) for b in x.split(c.batch_size)]).flatten(1)
+        want = torch.arange(c.n_classes).repeat_interleave(n_synthetic)
+        with seeded(seed): synth = self.vae.sample(self.name_condition(want)).flatten(1)
+    present = torch.unique(y)
+    centroids = torch.stack([real[y == k].mean(0) for k in present])
+    nearest = present[torch.cdist(synth, centroids).argmin(1)]
+    own = {int(k): float((nearest[want == k] == k).float().mean()) for k in present}
+    pca = PCA(components, random_state=seed).fit(real.numpy())
+    return {"real": pca.transform(real.numpy()), "real_classes": y.numpy(), "synthetic": pca.transform(synth.numpy()),
+            "synthetic_classes": want.numpy(), "explained": pca.explained_variance_ratio_, "own_class_nearest": own,
+            "class_names": list(getattr(data, "class_names", None) or [f"class {k}" for k in range(c.n_classes)])}
+
+# %% ../../nbs/14b_ltad.ipynb #bdee4cba
+def plot_feature_projection(proj: dict, pair: tuple[int, int] = (0, 1), highlight: int | None = None, ax=None):
+    "Real (dots) and VAE (crosses) feature maps of `feature_projection` on principal axes `pair`, one colour per class."
+    import matplotlib.pyplot as plt
+    k = proj["real"].shape[1]
+    if not all(0 <= p < k for p in pair): raise DataError(f"pair {pair} asks for axes the projection does not have (it has {k})")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 4))
+    colours = plt.get_cmap("tab20")
+    for cls in np.unique(proj["synthetic_classes"]):
+        on = highlight is None or cls == highlight
+        col = colours(cls % 20) if on else "0.82"
+        r, s = proj["real"][proj["real_classes"] == cls], proj["synthetic"][proj["synthetic_classes"] == cls]
+        ax.scatter(r[:, pair[0]], r[:, pair[1]], s=12, color=col, zorder=2 if on else 1,
+                   label=proj["class_names"][cls].split("/")[-1] if on else None)
+        ax.scatter(s[:, pair[0]], s[:, pair[1]], s=22, marker="x", color=col, zorder=2 if on else 1)
+    ev = proj["explained"]
+    ax.set_xlabel(f"PC {pair[0] + 1} ({ev[pair[0]]:.0%})"); ax.set_ylabel(f"PC {pair[1] + 1} ({ev[pair[1]]:.0%})")
+    ax.set_title("real maps (dots) and VAE maps (crosses)", fontsize=9)
+    ax.legend(fontsize=7, markerscale=1.2, loc="best")
+    return fig
