@@ -243,8 +243,8 @@ def _cmd_fit(args) -> int:
 
 # %% ../nbs/16_cli.ipynb #4463fd36
 def _fit_classes(cls, cfg, args, out) -> int:
-    from anomalyforge.longtail import full_split, load_split, longtail_train
-    split = load_split(args.split) if args.split else full_split(args.data)
+    from anomalyforge.longtail import full_split, longtail_train, read_split
+    split = read_split(args.split, args.data) if args.split else full_split(args.data)
     train = longtail_train(split, **cfg.sizing()).check()
     det = cls(cfg).fit(train)
     if not is_main(): return 0
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("detector", help="registered detector name, e.g. patchknn (see `anomalyforge list`)")
     s.add_argument("--data", required=True, help="MVTec-layout dataset folder (MVTec AD, BTAD, MPDD, converted VisA)")
     s.add_argument("--category", help="category folder inside --data (not for ltad, which takes every category)")
-    s.add_argument("--split", help="ltad: a long-tailed split file (longtail.save_split) naming the training images of each class")
+    s.add_argument("--split", help="ltad: a long-tailed split naming the training images of each class: JSON (longtail.save_split) or a text/CSV list of paths <category>/train/... under --data")
     s.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     s.add_argument("--image-size", default=None, metavar="SIZE", help="image size: a square's side (256) or HEIGHTxWIDTH (560x224); default: the detector's")
     s.add_argument("--keep-aspect", action="store_true", help="fit each image inside --image-size keeping its aspect ratio (edge-padded), instead of stretching it")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_longtail.ipynb #dc4e3065
 from __future__ import annotations
-import json, math
+import json, math, re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from .data import AnomalyDataset, Sample, mvtec_categories, mvtec_samples
 
 # %% auto #0
 __all__ = ['PROFILES', 'imbalance_counts', 'LongTailClass', 'LongTailSplit', 'make_longtail_split', 'longtail_demo_sources',
-           'full_split', 'save_split', 'load_split', 'ClassDataset', 'longtail_train', 'longtail_test',
-           'longtail_summary', 'longtail_table', 'longtail_plot']
+           'full_split', 'save_split', 'load_split', 'split_from_list', 'read_split', 'ClassDataset', 'longtail_train',
+           'longtail_test', 'longtail_summary', 'longtail_table', 'longtail_plot']
 
 # %% ../nbs/07_longtail.ipynb #b04deed1
 PROFILES = ("exp", "step")
@@ -146,6 +146,54 @@ def load_split(path) -> LongTailSplit:
         classes.append(LongTailClass(c["name"], Path(c["root"]), c["category"], list(c["train"]), bool(c["head"])))
     if missing: raise DataError(f"split file {path} names what is not there: " + "; ".join(missing))
     return LongTailSplit(classes, data["profile"], float(data["ratio"]), int(data["seed"]), int(data["n_max"]))
+
+# %% ../nbs/07_longtail.ipynb #450f41c4
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+def _list_entry(line: str) -> str | None:
+    "The first field of `line` that names an image (split on commas, tabs and semicolons), or None."
+    for f in re.split(r"[,\t;]", line):
+        f = f.strip().strip("'\"")
+        if f.lower().endswith(_IMAGE_SUFFIXES): return f
+    return None
+
+def split_from_list(path, root) -> LongTailSplit:
+    "A split from a list of training images (a text or CSV file), each path `.../<category>/train/<...>` under the MVTec-layout `root`."
+    path, root = Path(path), Path(root)
+    if not path.is_file(): raise DataError(f"split list {path} does not exist")
+    if not root.is_dir(): raise DataError(f"dataset root {root} does not exist: pass the MVTec-layout folder the list's paths are relative to")
+    try: lines = path.read_text().splitlines()
+    except UnicodeDecodeError: raise DataError(f"split list {path} is not a text file") from None
+    per, bad, header = {}, [], True
+    for no, line in enumerate(lines, 1):
+        if not (line := line.strip()) or line.startswith("#"): continue
+        entry, first, header = _list_entry(line), header, False
+        if entry is None:
+            if not first: bad.append(f"line {no} names no image: {line[:60]!r}")
+            continue                                                            # the first line may be a header
+        parts = Path(entry).parts
+        if "train" not in parts[1:-1]: bad.append(f"line {no}: {entry!r} has no '<category>/train/' in it"); continue
+        i = len(parts) - 1 - parts[::-1].index("train")
+        per.setdefault(parts[i - 1], set()).add("/".join(parts[i + 1:]))
+    if bad: raise DataError(f"split list {path}: " + "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else ""))
+    if len(per) < 2: raise DataError(f"split list {path} names {len(per)} class(es); a long-tailed split needs at least 2")
+    missing = []
+    for cat, files in per.items():
+        folder = root / cat / "train"
+        if not folder.is_dir(): missing.append(f"class {cat}: folder {folder}"); continue
+        if gone := sorted(f for f in files if not (folder / f).is_file()): missing.append(f"class {cat}: {len(gone)} images, e.g. {folder / gone[0]}")
+    if missing: raise DataError(f"split list {path} names what is not under {root}: " + "; ".join(missing))
+    order = sorted(per, key=lambda c: (-len(per[c]), c))
+    n_head, n = _n_head(len(order)), [len(per[c]) for c in order]
+    classes = [LongTailClass(f"{root.name}/{c}", root.resolve(), c, sorted(per[c]), i < n_head) for i, c in enumerate(order)]
+    return LongTailSplit(classes, "list", n[0] / n[-1], 0, n[0])
+
+def read_split(path, root=None) -> LongTailSplit:
+    "A split file of either kind: our JSON (`save_split`), or a list of training images under `root` (`split_from_list`)."
+    path = Path(path)
+    if path.suffix.lower() == ".json": return load_split(path)
+    if root is None: raise DataError(f"{path} is a list of images: pass the MVTec-layout root its paths are relative to")
+    return split_from_list(path, root)
 
 # %% ../nbs/07_longtail.ipynb #251d207c
 class ClassDataset(AnomalyDataset):
