@@ -253,7 +253,7 @@ def longtail_plot(results: dict[str, dict[str, dict[str, float]]], split: LongTa
     if highlight is not None and highlight not in results: raise DataError(f"no method {highlight!r} in the results; methods: {list(results)}")
     for m, per in results.items():
         if missing := [n for n in split.names if n not in per]: raise DataError(f"method {m!r} has no metrics for classes {missing}")
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6, 0.55 * len(split.names)), 3.6))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6, 0.55 * len(split.names)) + 2.4, 3.6))
     x = np.arange(len(split.names))
     bars = ax.twinx()
     bars.bar(x, [split.counts[n] for n in split.names], color="0.88", zorder=0)
@@ -261,11 +261,11 @@ def longtail_plot(results: dict[str, dict[str, dict[str, float]]], split: LongTa
     ax.set_zorder(bars.get_zorder() + 1); ax.patch.set_visible(False)
     for m, per in results.items():
         y = [per[n].get(metric, np.nan) for n in split.names]
-        style = {} if highlight is None else ({"lw": 2.5, "zorder": 3} if m == highlight else {"color": "0.65", "lw": 1, "alpha": 0.8})
+        style = {} if highlight is None else ({"lw": 2.8, "zorder": 3} if m == highlight else {"lw": 1, "alpha": 0.6})
         ax.plot(x, y, marker="o", ms=3.5, label=m, **style)
     ax.axvline(len(split.head) - 0.5, color="k", ls=":", lw=1)
     ax.set_xticks(x, [n.split("/")[-1] for n in split.names], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(metric); ax.set_title(f"{metric} per class, head | tail ({split.profile}, ratio {split.ratio:g})", fontsize=10)
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1), borderaxespad=0)   # beside the plot, clear of the lines
     fig.tight_layout()
     return fig
