@@ -4,7 +4,7 @@
 
 # %% ../../nbs/14b_ltad.ipynb #13d65cac
 from __future__ import annotations
-import math
+import math, warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,6 +136,9 @@ class LTAD(Detector):
             self.clip = ClipBackbone(c.clip_model, c.clip_weights)
         with torch.no_grad(): feats = self.backbone(torch.zeros(1, 3, *self.hw))
         self.grid, self.channels = tuple(feats[-1].shape[-2:]), sum(f.shape[1] for f in feats)
+        if c.reconstruction and min(self.grid) < 8:
+            warnings.warn(f"ltad reconstructs a {self.grid[0]}x{self.grid[1]} grid of patch features at image_size {c.image_size}, too coarse to "
+                          "localise defects: use earlier stages (layers=(1, 2) halves the stride) or larger images", stacklevel=2)
         n_pos, width = self.grid[0] * self.grid[1], self.clip.model.token_embedding.weight.shape[1]
         dim_text = self.clip.model.text_projection.shape[1]
         with seeded(c.seed + 1):
