@@ -394,15 +394,20 @@ def _upscale_digits(images: np.ndarray, size: int) -> np.ndarray:
     big = ndi.zoom(images.astype(np.float32) / 16, (1, size / 8, size / 8), order=3, mode="nearest", grid_mode=True)
     return np.round(np.clip(big, 0, 1) * 255).astype(np.uint8)
 
+def _digit_classes(normal_classes) -> list[int]:
+    "`normal_classes` (one digit or several) as a list of distinct digits 0..9, or a `DataError`."
+    classes = [normal_classes] if isinstance(normal_classes, (int, np.integer)) else list(normal_classes)
+    if not classes or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= 9 for k in classes) \
+            or len(set(classes)) < len(classes):
+        raise DataError(f"normal_classes must be distinct digits 0..9, got {normal_classes!r}")
+    return classes
+
 def make_digits(root: str | os.PathLike | None = None, normal_classes: Sequence[int] = tuple(range(10)),
                 n_train: int = 100, n_test_normal: int = 50, n_test_anomalous: int = 50, size: int = 32,
                 seed: int = 0, force: bool = False) -> Path:
     "Build (or reuse) the one-vs-all digits dataset `root/digits` (categories digit_k; test: good, other; no masks)."
     seed = _check_count("seed", seed)
-    classes = [normal_classes] if isinstance(normal_classes, (int, np.integer)) else list(normal_classes)
-    if not classes or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= 9 for k in classes) \
-            or len(set(classes)) < len(classes):
-        raise DataError(f"normal_classes must be distinct digits 0..9, got {normal_classes!r}")
+    classes = _digit_classes(normal_classes)
     if _check_count("size", size) < 8 or size > 512: raise DataError(f"size must be between 8 and 512 px, got {size}")
     counts = {"n_train": _check_count("n_train", n_train, 1), "n_test_normal": _check_count("n_test_normal", n_test_normal),
               "n_test_anomalous": _check_count("n_test_anomalous", n_test_anomalous)}
@@ -483,10 +488,7 @@ def make_digit_defects(root: str | os.PathLike | None = None, normal_classes: Se
                        seed: int = 0, force: bool = False) -> Path:
     "Build (or reuse) `root/digit_defects`: categories digit_k with stroke/gap/blot defects on held-out scans of k, and exact masks."
     seed = _check_count("seed", seed)
-    classes = [normal_classes] if isinstance(normal_classes, (int, np.integer)) else list(normal_classes)
-    if not classes or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= 9 for k in classes) \
-            or len(set(classes)) < len(classes):
-        raise DataError(f"normal_classes must be distinct digits 0..9, got {normal_classes!r}")
+    classes = _digit_classes(normal_classes)
     if _check_count("size", size) < 16 or size > 512: raise DataError(f"size must be between 16 and 512 px, got {size}")
     counts = {"n_train": _check_count("n_train", n_train, 1), "n_test_good": _check_count("n_test_good", n_test_good),
               "n_per_defect": _check_count("n_per_defect", n_per_defect)}
