@@ -1,14 +1,14 @@
 # anomalyforge. Two commands do all set-up on a fresh machine (README):
 #   make demo   the main job: fit + evaluate on the embedded demo data (runs/demo), then build the docs site (_docs/)
 #   make test   every test: all notebooks (nbdev_test) and pytest (CLI, bad input, export, docs site in Chromium)
-# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make bench-flows | make bench-real | make bench-select | make bench-ltad | make bench-speed | make clean
+# Other targets: make docs | make nbs (re-execute notebooks, storing outputs + widget state) | make bench | make bench-flows | make bench-real | make bench-select | make bench-ltad | make bench-speed | make bench-bf16 | make clean
 #   make bench-flows DATA=/path/to/mvtec CATEGORY=bottle,cable   adds an MVTec-layout folder to the flow benchmark
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell md5sum pyproject.toml | cut -c1-8)
 
-.PHONY: install demo docs test nbs bench bench-flows bench-real bench-select bench-ltad bench-speed browser clean
+.PHONY: install demo docs test nbs bench bench-flows bench-real bench-select bench-ltad bench-speed bench-bf16 browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -69,6 +69,9 @@ bench-ltad: $(STAMP)
 bench-speed: $(STAMP)
 	.venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
 	BENCH_REAL="$(REAL)" $(PY) tools/docsite.py execute nbs/97_speed.ipynb --timeout 4000
+
+bench-bf16: $(STAMP)
+	BENCH_REAL="$(REAL)" $(PY) tools/docsite.py execute nbs/98_bf16_accuracy.ipynb --timeout 3600
 
 clean:
 	rm -rf _docs _proc runs
