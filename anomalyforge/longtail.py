@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .core import DataError, atomic_write
-from .data import AnomalyDataset, Sample, mvtec_categories, mvtec_samples
+from .data import IMAGE_EXTENSIONS, AnomalyDataset, Sample, mvtec_categories, mvtec_samples
 
 # %% auto #0
 __all__ = ['PROFILES', 'imbalance_counts', 'LongTailClass', 'LongTailSplit', 'make_longtail_split', 'longtail_demo_sources',
@@ -127,6 +127,12 @@ def save_split(split: LongTailSplit, path) -> Path:
     with atomic_write(path) as tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n")
     return Path(path)
 
+def _missing_train_images(name: str, folder: Path, files) -> str | None:
+    "What of class `name`'s training `files` is not in `folder`: the folder itself, or how many images (with one example); None if all are there."
+    if not folder.is_dir(): return f"class {name}: folder {folder}"
+    gone = [f for f in files if not (folder / f).is_file()]
+    return f"class {name}: {len(gone)} images, e.g. {folder / gone[0]}" if gone else None
+
 def load_split(path) -> LongTailSplit:
     "A split saved by `save_split`; a `DataError` names a missing file, another format, or every missing class folder and image."
     path = Path(path)
@@ -139,22 +145,18 @@ def load_split(path) -> LongTailSplit:
     classes, missing = [], []
     for c in data["classes"]:
         folder = Path(c["root"]) / c["category"] / "train"
-        if not folder.is_dir(): missing.append(f"class {c['name']}: folder {folder}"); continue
-        gone = [f for f in c["train"] if not (folder / f).is_file()]
-        if gone: missing.append(f"class {c['name']}: {len(gone)} images, e.g. {folder / gone[0]}")
+        if gap := _missing_train_images(c["name"], folder, c["train"]): missing.append(gap); continue
         if not c["train"]: missing.append(f"class {c['name']}: no training images")
         classes.append(LongTailClass(c["name"], Path(c["root"]), c["category"], list(c["train"]), bool(c["head"])))
     if missing: raise DataError(f"split file {path} names what is not there: " + "; ".join(missing))
     return LongTailSplit(classes, data["profile"], float(data["ratio"]), int(data["seed"]), int(data["n_max"]))
 
 # %% ../nbs/07_longtail.ipynb #450f41c4
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 def _list_entry(line: str) -> str | None:
     "The first field of `line` that names an image (split on commas, tabs and semicolons), or None."
     for f in re.split(r"[,\t;]", line):
         f = f.strip().strip("'\"")
-        if f.lower().endswith(_IMAGE_SUFFIXES): return f
+        if f.lower().endswith(IMAGE_EXTENSIONS): return f
     return None
 
 def split_from_list(path, root) -> LongTailSplit:
@@ -177,11 +179,7 @@ def split_from_list(path, root) -> LongTailSplit:
         per.setdefault(parts[i - 1], set()).add("/".join(parts[i + 1:]))
     if bad: raise DataError(f"split list {path}: " + "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else ""))
     if len(per) < 2: raise DataError(f"split list {path} names {len(per)} class(es); a long-tailed split needs at least 2")
-    missing = []
-    for cat, files in per.items():
-        folder = root / cat / "train"
-        if not folder.is_dir(): missing.append(f"class {cat}: folder {folder}"); continue
-        if gone := sorted(f for f in files if not (folder / f).is_file()): missing.append(f"class {cat}: {len(gone)} images, e.g. {folder / gone[0]}")
+    missing = [gap for cat, files in per.items() if (gap := _missing_train_images(cat, root / cat / "train", sorted(files)))]
     if missing: raise DataError(f"split list {path} names what is not under {root}: " + "; ".join(missing))
     order = sorted(per, key=lambda c: (-len(per[c]), c))
     n_head, n = _n_head(len(order)), [len(per[c]) for c in order]

@@ -257,16 +257,22 @@ def semantic_logits(self: LTAD, images: torch.Tensor, classes: torch.Tensor) -> 
 
 # %% ../../nbs/14b_ltad.ipynb #e07a9099
 @patch
-def fit(self: LTAD, data=None, progress: bool = True, classes=None) -> LTAD:
-    "Fit on normal images of several classes: a `ClassDataset`, or images (N, 3, H, W) with `classes` (N,)."
-    if data is None: raise DataError("ltad needs normal training images of several classes: pass a ClassDataset (longtail.longtail_train) or images and classes")
+def _images_and_classes(self: LTAD, data, classes, need: str) -> tuple[torch.Tensor, torch.Tensor]:
+    "Images (N, 3, H, W) of `data` and their class indices (N,): from `classes`, else `data.classes`; `need` is the error when there are none."
     if classes is None and hasattr(data, "classes"): classes = data.classes
-    if classes is None: raise DataError("ltad trains on several classes and needs each image's class: pass a ClassDataset (longtail.longtail_train) or classes=")
-    labels = getattr(data, "labels", None)
-    if labels is not None and np.asarray(labels).any(): raise DataError(f"fit() takes normal images only, but {int(np.sum(labels))} training images are labelled anomalous")
+    if classes is None: raise DataError(need)
     x = stack_images(data, self.config.batch_size)
     y = torch.as_tensor(np.asarray(classes), dtype=torch.long)
     if len(y) != len(x): raise DataError(f"{len(x)} images but {len(y)} class indices")
+    return x, y
+
+@patch
+def fit(self: LTAD, data=None, progress: bool = True, classes=None) -> LTAD:
+    "Fit on normal images of several classes: a `ClassDataset`, or images (N, 3, H, W) with `classes` (N,)."
+    if data is None: raise DataError("ltad needs normal training images of several classes: pass a ClassDataset (longtail.longtail_train) or images and classes")
+    x, y = self._images_and_classes(data, classes, "ltad trains on several classes and needs each image's class: pass a ClassDataset (longtail.longtail_train) or classes=")
+    labels = getattr(data, "labels", None)
+    if labels is not None and np.asarray(labels).any(): raise DataError(f"fit() takes normal images only, but {int(np.sum(labels))} training images are labelled anomalous")
     n = int(y.max()) + 1
     missing = sorted(set(range(n)) - set(y.tolist()))
     if missing: raise DataError(f"classes {missing} have no training images: every class index below the largest needs at least one")
@@ -334,11 +340,7 @@ def feature_projection(self: LTAD, data, n_synthetic: int = 16, components: int 
     c = self.config
     if not bool(self.fitted): raise DataError("fit the detector first: feature_projection shows the features it learned from")
     if not c.synthesis: raise DataError("this LTAD was fitted with synthesis=False: it has no VAE to sample from")
-    if classes is None and hasattr(data, "classes"): classes = data.classes
-    if classes is None: raise DataError("feature_projection needs each image's class: pass a ClassDataset or classes=")
-    x = stack_images(data, c.batch_size)
-    y = torch.as_tensor(np.asarray(classes), dtype=torch.long)
-    if len(y) != len(x): raise DataError(f"{len(x)} images but {len(y)} class indices")
+    x, y = self._images_and_classes(data, classes, "feature_projection needs each image's class: pass a ClassDataset or classes=")
     if int(y.min()) < 0 or int(y.max()) >= c.n_classes: raise DataError(f"class indices must lie in 0..{c.n_classes - 1}, the classes this detector was fitted on")
     if not 1 <= components <= min(len(x), 16): raise DataError(f"components must be between 1 and min(16, the number of images = {len(x)}), got {components}")
     with torch.no_grad():
