@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_fastflow.ipynb #a2581559
 from __future__ import annotations
-import copy, math, time
+import copy, math, time, warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +23,9 @@ from ..distributed import all_sum, average_gradients, rank, shard, sum_tensor, w
 
 # %% auto #0
 __all__ = ['TOKEN_BACKBONE_MODULES', 'PAPER_VIT_BLOCKS', 'PAPER_BACKBONES', 'NORMS', 'is_token_backbone', 'FlowPlan',
-           'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'flow_latents', 'FastFlowModel', 'flow_loss',
-           'likelihood_map', 'FastFlow', 'TrainingData', 'feature_cache', 'collect_training_data']
+           'FastFlowConfig', 'flow_plan', 'fastflow_paper', 'flow_2d', 'flow_permutations', 'flow_latents',
+           'FastFlowModel', 'flow_loss', 'likelihood_map', 'FastFlow', 'TrainingData', 'feature_cache',
+           'collect_training_data']
 
 # %% ../../nbs/11_fastflow.ipynb #2092d327
 TOKEN_BACKBONE_MODULES = ("vision_transformer", "deit", "cait", "eva", "beit", "xcit")   # timm modules whose features are one token map
@@ -74,6 +75,7 @@ class FastFlowConfig(DetectorConfig):
     patience: int = 5                     # epochs without validation improvement before stopping
     feature_cache_gb: float = 4.0         # keep backbone features in memory up to this size (0: recompute each step)
     inference_precision: str = "fp32"     # 'fp32', or 'bf16': score with the convolutions in bfloat16 (autocast); training stays fp32
+    compile: bool = False                 # score through torch.compile: faster after a one-off compilation per image size (97_speed)
 
     def __post_init__(self):
         super().__post_init__()
@@ -152,10 +154,15 @@ def _hard_permutation(block) -> torch.Tensor | None:
     if w.shape[0] != w.shape[1] or int((w != 0).sum()) != len(w) or not bool((w.sum(1) == 1).all()): return None
     return w.argmax(1)
 
-def flow_latents(flow: Ff.SequenceINN, x: torch.Tensor) -> torch.Tensor:
-    "Latents of `flow` (a `flow_2d`) on `x` (N, C, h, w), equal to `flow(x)[0]`, without the log-Jacobian and with the permutations as channel indices."
+def flow_permutations(flow: Ff.SequenceINN) -> list[torch.Tensor] | None:
+    "The channel index of every block of `flow`, or None where one block is not a plain hard-permuted coupling."
     perms = [_hard_permutation(b) for b in flow.module_list]
-    if any(p is None for p in perms): return flow(x, jac=False)[0]
+    return None if any(p is None for p in perms) else perms
+
+def flow_latents(flow: Ff.SequenceINN, x: torch.Tensor, perms: list[torch.Tensor] | None = None) -> torch.Tensor:
+    "Latents of `flow` (a `flow_2d`) on `x` (N, C, h, w), equal to `flow(x)[0]`, without the log-Jacobian and with the permutations as channel indices."
+    perms = perms or flow_permutations(flow)                         # given by a caller that found them once (compiled scoring)
+    if perms is None: return flow(x, jac=False)[0]
     for block, perm in zip(flow.module_list, perms):
         x1, x2 = torch.split(x, block.splits, dim=1)
         a = block.subnet(x1) * 0.1                                   # FrEIA scales the subnet's output by 0.1
@@ -188,11 +195,13 @@ class FastFlowModel(nn.Module):
             w, b = (F.interpolate(t[None], size=f.shape[-2:], mode="bilinear", align_corners=False)[0] for t in (w, b))
         return F.layer_norm(f, f.shape[1:], w, b, ln.eps)
 
-    def forward(self, features: list[torch.Tensor], jac: bool = True) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        "Per scale (latents, log-Jacobian); with `jac=False`, (latents, None) through `flow_latents`, for scoring."
+    def forward(self, features: list[torch.Tensor], jac: bool = True, perms: list | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        "Per scale (latents, log-Jacobian); with `jac=False`, (latents, None) through `flow_latents` (with `perms`, one list per flow, when given), for scoring."
         if len(features) != len(self.flows):
             raise ValueError(f"FastFlowModel has {len(self.flows)} flows but got {len(features)} feature maps")
-        if not jac: return [(flow_latents(flow, self.normalise(i, f)), None) for i, (flow, f) in enumerate(zip(self.flows, features))]
+        if not jac:
+            perms = perms or [None] * len(self.flows)
+            return [(flow_latents(flow, self.normalise(i, f), p), None) for i, (flow, f, p) in enumerate(zip(self.flows, features, perms))]
         return [flow(self.normalise(i, f)) for i, (flow, f) in enumerate(zip(self.flows, features))]
 
 # %% ../../nbs/11_fastflow.ipynb #a465da6e
@@ -224,6 +233,7 @@ class FastFlow(Detector):
         self.flows = FastFlowModel(self.backbone.channels, p.kernels, p.hidden_ratio, c.clamp, c.seed,
                                    "none" if p.norm == "backbone" else p.norm, grids)
         self.history: list[dict] = []
+        self._compile_failed = False          # set when `compile=True` could not build the compiled scoring
 
     @torch.no_grad()
     def feature_grids(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
@@ -242,11 +252,37 @@ def features(self: FastFlow, images: torch.Tensor) -> list[torch.Tensor]:
 
 # %% ../../nbs/11_fastflow.ipynb #fd1c5056
 @patch
-def _predict(self: FastFlow, images: torch.Tensor) -> AnomalyResult:
+def _latent_maps(self: FastFlow, images: torch.Tensor, check: bool = True, perms: list | None = None) -> torch.Tensor:
+    "Anomaly maps (N, H, W) of raw images: backbone features (NaN or inf refused when `check`), flows' latents (`perms` as in `FastFlowModel`), map."
     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.inference_precision == "bf16"):
-        latents = self.flows(self.features(images), jac=False)
-    maps = likelihood_map([(z.float(), None) for z, _ in latents], images.shape[-2:])
+        feats = self.features(images) if check else self.backbone(images)
+        latents = self.flows(feats, jac=False, perms=perms)
+    return likelihood_map([(z.float(), None) for z, _ in latents], images.shape[-2:])
+
+@patch
+def _predict(self: FastFlow, images: torch.Tensor) -> AnomalyResult:
+    maps = self._compiled_maps(images) if self.config.compile and not self._compile_failed else self._latent_maps(images)
     return AnomalyResult(maps.flatten(1).amax(1).cpu(), maps.cpu())
+
+# %% ../../nbs/11_fastflow.ipynb #64a2d3ad
+_COMPILED: dict = {}       # torch.compile'd scoring function per class; its cache holds a graph per model shape and image size
+
+@patch
+def _compiled_maps(self: FastFlow, images: torch.Tensor) -> torch.Tensor:
+    "`_latent_maps` through `torch.compile`, the batch padded to `batch_size`; falls back to the eager path, with a warning, where compiling fails."
+    fn = type(self)._latent_maps
+    compiled = _COMPILED.get(fn) or _COMPILED.setdefault(fn, torch.compile(fn, dynamic=False))
+    n, pad = len(images), self.config.batch_size - len(images)
+    padded = torch.cat([images, images[-1:].expand(pad, *images.shape[1:])]) if pad > 0 else images
+    perms = [flow_permutations(f) for f in self.flows.flows]
+    try: maps = compiled(self, padded, False, perms)[:n]
+    except Exception as e:
+        self._compile_failed = True
+        warnings.warn(f"compile=True: torch.compile could not build FastFlow's scoring ({type(e).__name__}: {str(e).strip()[:300]}); "
+                      "scoring without compiling. Inductor needs a C++ compiler (gcc or clang) on a CPU, Triton on a GPU.")
+        return self._latent_maps(images)
+    if not torch.isfinite(maps).all(): self.features(images)          # raises the DataError that names the features
+    return maps
 
 # %% ../../nbs/11_fastflow.ipynb #5cc62328
 class TrainingData:
