@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .core import (AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, image_batches, image_hw,
                                image_size_setting, list_detectors)
 from .checkpoint import is_checkpoint, load_detector
 from .data import AnomalyDataset, Sample, typical_size
-from .distributed import init_distributed, is_main
+from .distributed import close_distributed, init_distributed, is_main
 
 # %% auto #0
 __all__ = ['parse_overrides', 'build_parser', 'main']
@@ -421,11 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     "Run the `anomalyforge` command line; returns the exit status (2 with a one-line message on bad input)."
     args = build_parser().parse_args(argv)
+    own_group = not (dist.is_available() and dist.is_initialized())   # a process group made here is closed here; one the caller made stays open
     try:
         if init_distributed() and args.command in ("select", "demo", "list"):
             raise AnomalyforgeError(f"{args.command} runs in one process: start it without torchrun")
-        return args.run(args)
+        status = args.run(args)
+        if own_group: close_distributed()
+        return status
     except (AnomalyforgeError, KeyError, ValueError, OSError) as e:
+        if own_group: close_distributed(wait=False)
         if isinstance(e, KeyError) and e.args: msg = e.args[0]
         elif isinstance(e, OSError) and e.strerror and (e.filename2 or e.filename): msg = f"{e.filename2 or e.filename}: {e.strerror}"
         else: msg = str(e)

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['world_size', 'rank', 'is_main', 'init_distributed', 'split_batch', 'shard', 'average_gradients', 'all_sum',
-           'any_process', 'sum_tensor', 'gather', 'optimizer_step', 'average_buffers']
+__all__ = ['world_size', 'rank', 'is_main', 'init_distributed', 'close_distributed', 'split_batch', 'shard', 'average_gradients',
+           'all_sum', 'any_process', 'sum_tensor', 'gather', 'optimizer_step', 'average_buffers']
 
 # %% ../nbs/00b_distributed.ipynb #0e3c7c04
 def world_size() -> int:
@@ -37,6 +37,13 @@ def init_distributed(backend: str | None = None) -> bool:
     if backend == "nccl": torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
     return True
+
+# %% ../nbs/00b_distributed.ipynb #80d615d1
+def close_distributed(wait: bool = True) -> None:
+    "Leave the process group at the end of a torchrun job, after every process has got there when `wait`; a no-op without a group."
+    if not (dist.is_available() and dist.is_initialized()): return
+    if wait: dist.barrier()
+    dist.destroy_process_group()
 
 # %% ../nbs/00b_distributed.ipynb #5c793af9
 def split_batch(idx: torch.Tensor, r: int, w: int) -> tuple[torch.Tensor, float]:

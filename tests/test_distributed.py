@@ -11,7 +11,7 @@ import torch
 WORKER = textwrap.dedent('''
     import sys, torch
     from torch.utils.data import Dataset
-    from anomalyforge.distributed import init_distributed, gather, is_main, world_size
+    from anomalyforge.distributed import init_distributed, close_distributed, gather, is_main, world_size
     from anomalyforge.core import create_detector
     from anomalyforge.auxiliary import AuxiliarySet, AuxiliaryTask
     from anomalyforge.backbones import register_tiny_clip
@@ -66,6 +66,7 @@ WORKER = textwrap.dedent('''
     out["ltad_predict"] = gather(lt.predict(test, classes=cls).scores)
     out["ltad_alone"] = torch.cat([lt.predict(test[i:i + 1], classes=cls[i:i + 1]).scores for i in range(9)])   # one image: not split
     if is_main(): torch.save(out, sys.argv[1])
+    close_distributed()
 ''')
 
 

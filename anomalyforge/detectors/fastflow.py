@@ -269,13 +269,12 @@ _COMPILED: dict = {}       # torch.compile'd scoring function per class; its cac
 
 @patch
 def _compiled_maps(self: FastFlow, images: torch.Tensor) -> torch.Tensor:
-    "`_latent_maps` through `torch.compile`, the batch padded to `batch_size`; falls back to the eager path, with a warning, where compiling fails."
+    "`_latent_maps` through `torch.compile` for a full batch of `batch_size` images (a shorter one runs eagerly); the eager path, with a warning, where compiling fails."
+    if len(images) != self.config.batch_size: return self._latent_maps(images)
     fn = type(self)._latent_maps
     compiled = _COMPILED.get(fn) or _COMPILED.setdefault(fn, torch.compile(fn, dynamic=False))
-    n, pad = len(images), self.config.batch_size - len(images)
-    padded = torch.cat([images, images[-1:].expand(pad, *images.shape[1:])]) if pad > 0 else images
     perms = [flow_permutations(f) for f in self.flows.flows]
-    try: maps = compiled(self, padded, False, perms)[:n]
+    try: maps = compiled(self, images, False, perms)
     except Exception as e:
         self._compile_failed = True
         warnings.warn(f"compile=True: torch.compile could not build FastFlow's scoring ({type(e).__name__}: {str(e).strip()[:300]}); "
