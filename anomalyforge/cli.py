@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from .core import (AnomalyforgeError, DataError, atomic_write, create_detector, get_detector_class, image_batches, image_hw,
                                image_size_setting, list_detectors)
 from .checkpoint import is_checkpoint, load_detector
 from .data import AnomalyDataset, Sample, typical_size
-from .distributed import close_distributed, init_distributed, is_main
+from .distributed import close_distributed, in_process_group, init_distributed, is_main
 
 # %% auto #0
 __all__ = ['parse_overrides', 'build_parser', 'main']
@@ -422,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     "Run the `anomalyforge` command line; returns the exit status (2 with a one-line message on bad input)."
     args = build_parser().parse_args(argv)
-    own_group = not (dist.is_available() and dist.is_initialized())   # a process group made here is closed here; one the caller made stays open
+    own_group = not in_process_group()          # a process group made here is closed here; one the caller made stays open
     try:
         if init_distributed() and args.command in ("select", "demo", "list"):
             raise AnomalyforgeError(f"{args.command} runs in one process: start it without torchrun")

@@ -11,17 +11,21 @@ import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['world_size', 'rank', 'is_main', 'init_distributed', 'close_distributed', 'split_batch', 'shard', 'average_gradients',
-           'all_sum', 'any_process', 'sum_tensor', 'gather', 'optimizer_step', 'average_buffers']
+__all__ = ['in_process_group', 'world_size', 'rank', 'is_main', 'init_distributed', 'close_distributed', 'split_batch', 'shard',
+           'average_gradients', 'all_sum', 'any_process', 'sum_tensor', 'gather', 'optimizer_step', 'average_buffers']
 
 # %% ../nbs/00b_distributed.ipynb #0e3c7c04
+def in_process_group() -> bool:
+    "Whether this process has joined a `torch.distributed` process group (under `torchrun`, or one its caller set up)."
+    return dist.is_available() and dist.is_initialized()
+
 def world_size() -> int:
     "How many processes share the work: the process group's size under `torchrun`, else 1."
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if in_process_group() else 1
 
 def rank() -> int:
     "This process's place in the group (0 without one)."
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if in_process_group() else 0
 
 def is_main() -> bool:
     "Whether this process writes files and prints results: rank 0, or the only process."
@@ -41,7 +45,7 @@ def init_distributed(backend: str | None = None) -> bool:
 # %% ../nbs/00b_distributed.ipynb #80d615d1
 def close_distributed(wait: bool = True) -> None:
     "Leave the process group at the end of a torchrun job, after every process has got there when `wait`; a no-op without a group."
-    if not (dist.is_available() and dist.is_initialized()): return
+    if not in_process_group(): return
     if wait: dist.barrier()
     dist.destroy_process_group()
 
