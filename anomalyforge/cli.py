@@ -275,12 +275,17 @@ def _cmd_train(args) -> int:
     return 0
 
 # %% ../nbs/16_cli.ipynb #367437b4
+def _loaded(checkpoint, pairs: list[str] | None):
+    "The detector in `checkpoint`, with `--set` pairs applied through `set_inference` (settings that change only how it scores)."
+    det = load_detector(checkpoint)
+    return det.set_inference(**parse_overrides(det.name, pairs)) if pairs else det
+
 def _cmd_evaluate(args) -> int:
     from anomalyforge.data import mvtec_dataset
     from anomalyforge.evaluation import evaluate, metrics_table, write_report
     from anomalyforge.metrics import plot_roc
     out = _check_out_folder(args.out) if args.out else None
-    det = load_detector(args.checkpoint)
+    det = _loaded(args.checkpoint, args.set)
     _refuse_prompts(det, args.prompts)
     size = det.config.sizing()
     test = mvtec_dataset(args.data, args.category, "test", **size).check()
@@ -301,7 +306,7 @@ def _cmd_predict(args) -> int:
     out = _check_out_file(args.out, inputs, _is_scores_file, "scores file", args.force) if args.out else None
     maps = _check_maps_folder(args.maps, inputs, [_map_name(i, s.path) for i, s in enumerate(samples)], args.force) if args.maps else None
     if out and maps and out.resolve() == maps.resolve(): raise AnomalyforgeError(f"--out and --maps both name {out}: give each its own path")
-    det = load_detector(args.checkpoint)
+    det = _loaded(args.checkpoint, args.set)
     _refuse_prompts(det, args.prompts)
     data = AnomalyDataset(samples, name="input", **det.config.sizing()).check()
     _give_prompts(det, args.prompts)
@@ -357,6 +362,9 @@ def _cmd_select(args) -> int:
     return 0
 
 # %% ../nbs/16_cli.ipynb #65e30a46
+_SCORING_SET_HELP = ("change a setting that only affects scoring, e.g. test_flips=h, batch_size=64, device=cpu, "
+                     "blur_sigma=0 (patchknn), compile=true (fastflow); repeatable")
+
 def build_parser() -> argparse.ArgumentParser:
     "The `anomalyforge` argument parser with its seven subcommands."
     p = argparse.ArgumentParser(prog="anomalyforge", description="Image anomaly detection: fit, score and evaluate detectors on image folders.")
@@ -393,11 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="CSV file for path,score (default: print)")
     s.add_argument("--maps", help="folder for anomaly-map overlay PNGs")
     s.add_argument("--force", action="store_true", help="replace an existing file (or map-named file in --maps) that anomalyforge did not write (never the checkpoint or an input)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=_SCORING_SET_HELP)
     s.set_defaults(run=_cmd_predict)
     s = sub.add_parser("evaluate", help="metrics of a fitted detector on the test split of a category")
     s.add_argument("checkpoint"); s.add_argument("--data", required=True); s.add_argument("--category", required=True)
     s.add_argument("--prompts", nargs="+", help="normal sample prompts for few-shot detectors (default: those saved with the checkpoint, else k drawn from the training split)")
     s.add_argument("--out", help="folder for metrics.md/.csv/.json and an ROC figure")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help=_SCORING_SET_HELP)
     s.set_defaults(run=_cmd_evaluate)
     s = sub.add_parser("select", help="rank candidate detectors/settings on synthetic anomalies made from a category's normal images")
     s.add_argument("--data", required=True, help="MVTec-layout dataset folder"); s.add_argument("--category", required=True)

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from .distributed import gather, is_main, shard, world_size
 
 # %% auto #0
-__all__ = ['STALE_TEMP_AGE_S', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError', 'WeightsUnavailableError',
-           'NotFittedError', 'seed_everything', 'seeded', 'resolve_device', 'to_tensor', 'as_image_batch',
-           'AnomalyResult', 'image_batches', 'stack_images', 'stale_temp_files', 'atomic_write', 'image_hw',
-           'image_size_setting', 'DetectorConfig', 'Detector', 'predict_slice', 'Registry', 'register_detector',
-           'get_detector_class', 'list_detectors', 'create_detector']
+__all__ = ['STALE_TEMP_AGE_S', 'FLIP_DIMS', 'DETECTORS', 'AnomalyforgeError', 'DataError', 'CheckpointError',
+           'WeightsUnavailableError', 'NotFittedError', 'seed_everything', 'seeded', 'resolve_device', 'to_tensor',
+           'as_image_batch', 'AnomalyResult', 'image_batches', 'stack_images', 'stale_temp_files', 'atomic_write',
+           'image_hw', 'image_size_setting', 'DetectorConfig', 'Detector', 'predict_slice', 'Registry',
+           'register_detector', 'get_detector_class', 'list_detectors', 'create_detector']
 
 # %% ../nbs/00_core.ipynb #4ed20854
 class AnomalyforgeError(Exception):
@@ -259,6 +259,8 @@ def image_size_setting(size) -> int | tuple[int, int]:
     return h if isinstance(size, numbers.Integral) or (isinstance(size, str) and "x" not in size.lower()) else (h, w)
 
 # %% ../nbs/00_core.ipynb #1bae4bce
+FLIP_DIMS = {"h": (-1,), "v": (-2,)}          # test-time flips: the image dimension each one reverses
+
 @dataclass
 class DetectorConfig:
     "Settings every detector has; each detector's config subclasses this with its paper's defaults."
@@ -267,6 +269,7 @@ class DetectorConfig:
     batch_size: int = 16
     device: str = "auto"
     seed: int = 0
+    test_flips: tuple[str, ...] = ()          # also score each image flipped: 'h' left-right, 'v' up-down; maps and scores averaged
 
     def __post_init__(self):
         for f in fields(self):                     # every number of every detector's config: NaN or inf is never a setting
@@ -276,12 +279,17 @@ class DetectorConfig:
                     raise ValueError(f"{f.name} must be a finite number, got {v!r}")
         self.image_size = image_size_setting(self.image_size)
         if self.batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        flips = (self.test_flips,) if isinstance(self.test_flips, str) else tuple(self.test_flips)
+        if any(f not in FLIP_DIMS for f in flips) or len(set(flips)) < len(flips):
+            raise ValueError(f"test_flips takes 'h' (left-right) and 'v' (up-down), each at most once, got {self.test_flips!r}")
+        self.test_flips = flips
 
     def sizing(self) -> dict:
         "How images are read for this detector: `image_size` and `keep_aspect`, as keywords of `AnomalyDataset` and the data loaders."
         return {"image_size": self.image_size, "keep_aspect": self.keep_aspect}
 
     presets: ClassVar[dict] = {}   # name -> function(the user's settings) -> the preset's settings (a preset may depend on the backbone, say)
+    inference_settings: ClassVar[tuple[str, ...]] = ("batch_size", "device", "test_flips")   # change how a fitted detector scores, not what it learned
     legacy: ClassVar[dict] = {}    # fields added after checkpoints were first written -> the value that reproduces what such a checkpoint did
 
     @classmethod
@@ -408,10 +416,28 @@ def _predict_all(self: Detector, data, progress: bool) -> AnomalyResult:
 
 @patch
 def _predict_checked(self: Detector, x: torch.Tensor) -> AnomalyResult:
-    r = self._predict(x.to(self.device))
-    if r.maps.shape != (x.shape[0], *x.shape[2:]):
-        raise RuntimeError(f"{type(self).__name__}._predict returned maps {tuple(r.maps.shape)} for input {tuple(x.shape)}")
-    return r
+    "`_predict` on a batch, its maps' shape checked; with `test_flips`, also on each flipped copy, maps flipped back, all views averaged."
+    x, views = x.to(self.device), []
+    for dims in [(), *(FLIP_DIMS[f] for f in self.config.test_flips)]:
+        r = self._predict(x.flip(dims) if dims else x)
+        if r.maps.shape != (x.shape[0], *x.shape[2:]):
+            raise RuntimeError(f"{type(self).__name__}._predict returned maps {tuple(r.maps.shape)} for input {tuple(x.shape)}")
+        views.append(AnomalyResult(r.scores, r.maps.flip(dims) if dims else r.maps))
+    if len(views) == 1: return views[0]
+    return AnomalyResult(torch.stack([v.scores for v in views]).mean(0), torch.stack([v.maps for v in views]).mean(0))
+
+# %% ../nbs/00_core.ipynb #56980d63
+@patch
+def set_inference(self: Detector, **settings) -> Detector:
+    "Change settings that only affect scoring (those in `config.inference_settings`) on a fitted or loaded detector; returns it."
+    cfg = type(self.config)
+    cfg._refuse_unknown(settings)
+    learned = sorted(set(settings) - set(cfg.inference_settings))
+    if learned:
+        raise ValueError(f"{', '.join(learned)}: learned at fit, so changing it needs a new fit; the settings that change only how "
+                         f"{self.name or type(self).__name__} scores: {', '.join(cfg.inference_settings)}")
+    self.config = dataclasses.replace(self.config, **settings)
+    return self
 
 # %% ../nbs/00_core.ipynb #78f00683
 @patch

@@ -76,6 +76,7 @@ class FastFlowConfig(DetectorConfig):
     feature_cache_gb: float = 4.0         # keep backbone features in memory up to this size (0: recompute each step)
     inference_precision: str = "fp32"     # 'fp32', or 'bf16': score with the convolutions in bfloat16 (autocast); training stays fp32
     compile: bool = False                 # score through torch.compile: faster after a one-off compilation per image size (97_speed)
+    inference_settings = DetectorConfig.inference_settings + ("inference_precision", "compile")   # `set_inference` may change these after fit
 
     def __post_init__(self):
         super().__post_init__()

@@ -30,6 +30,7 @@ class PatchKNNConfig(DetectorConfig):
     projection_dim: int = 128             # random projection in which the coreset is chosen (paper: d* = 128; 0: none)
     num_neighbors: int = 9                # bank neighbours for the image-score reweighting (paper: b = 9)
     blur_sigma: float = 4.0               # Gaussian smoothing of the upsampled anomaly map (paper: sigma = 4)
+    inference_settings = DetectorConfig.inference_settings + ("blur_sigma",)   # smoothing is applied when scoring: `set_inference` may change it
 
     def __post_init__(self):
         super().__post_init__()
